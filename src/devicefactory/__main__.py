@@ -1,0 +1,5 @@
+"""``python -m devicefactory``."""
+
+from devicefactory.cli import main
+
+main()

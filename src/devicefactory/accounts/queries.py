@@ -1,0 +1,64 @@
+"""SQL of the accounts domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from devicefactory.accounts.models import AuthToken, ModuleModel, Oem, User
+from devicefactory.accounts.policy import Actor
+
+
+def get_oem(session: Session, oem_id: str) -> Oem | None:
+    return session.get(Oem, oem_id)
+
+
+def oem_name_taken(session: Session, name: str) -> bool:
+    found = session.scalar(select(Oem.oem_id).where(func.lower(Oem.name) == name.lower()))
+    return found is not None
+
+
+def list_oems(session: Session) -> Sequence[Oem]:
+    return session.scalars(select(Oem).order_by(Oem.created_at, Oem.oem_id)).all()
+
+
+def get_user_by_email(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+def users_visible_to(actor: Actor) -> Select[User]:
+    """The tenant wall for users: an OEM admin sees its own OEM's users only."""
+    query = select(User).order_by(User.id)
+    if not actor.is_platform_admin:
+        query = query.where(User.oem_id == actor.oem_id)
+    return query
+
+
+def list_users(session: Session, actor: Actor) -> Sequence[User]:
+    return session.scalars(users_visible_to(actor)).all()
+
+
+def get_model(session: Session, name: str) -> ModuleModel | None:
+    return session.get(ModuleModel, name)
+
+
+def list_models(session: Session) -> Sequence[ModuleModel]:
+    return session.scalars(select(ModuleModel).order_by(ModuleModel.name)).all()
+
+
+def find_token_with_user(
+    session: Session, *, access_hash: str | None = None, refresh_hash: str | None = None
+) -> tuple[AuthToken, User, Oem | None] | None:
+    query = (
+        select(AuthToken, User, Oem)
+        .join(User, User.id == AuthToken.user_id)
+        .outerjoin(Oem, Oem.oem_id == User.oem_id)
+    )
+    if access_hash is not None:
+        query = query.where(AuthToken.access_hash == access_hash)
+    else:
+        query = query.where(AuthToken.refresh_hash == refresh_hash)
+    row = session.execute(query).one_or_none()
+    return None if row is None else (row[0], row[1], row[2])

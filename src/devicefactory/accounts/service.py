@@ -1,0 +1,299 @@
+"""Accounts: OEMs, users, module models, sign-in and tokens."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from devicefactory.accounts import queries
+from devicefactory.accounts.models import (
+    DEFAULT_RESERVATION_LIMIT,
+    AuthToken,
+    ModuleModel,
+    Oem,
+    User,
+)
+from devicefactory.accounts.policy import Actor, ModelKind, Role, require, require_platform_admin
+from devicefactory.accounts.secrets import hash_password, new_token, token_hash, verify_password
+from devicefactory.errors import (
+    AccountLocked,
+    Conflict,
+    InvalidCredentials,
+    NotFound,
+    Unauthorized,
+    ValidationFailed,
+)
+from devicefactory.keys.crypto import InvalidCertificateError, load_factory_certificate
+
+REFRESH_TTL = timedelta(days=30)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MIN_PASSWORD_LENGTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockoutPolicy:
+    failures: int = 5
+    duration: timedelta = timedelta(minutes=30)
+
+
+# --- OEMs, users, models -------------------------------------------------------------
+
+
+def create_oem(
+    session: Session,
+    *,
+    name: str,
+    module_manufacturer: bool = False,
+    certificate_pem: str | None = None,
+    reservation_limit: int = DEFAULT_RESERVATION_LIMIT,
+) -> Oem:
+    name = _required_text("name", name)
+    if queries.oem_name_taken(session, name):
+        raise Conflict(f"An OEM named {name} already exists")
+    if reservation_limit < 1:
+        raise ValidationFailed.of(["reservation_limit must be a positive integer"])
+    oem = Oem(
+        oem_id=_new_oem_id(session),
+        name=name,
+        module_manufacturer=module_manufacturer,
+        reservation_limit=reservation_limit,
+        factory_certificate=_checked_certificate(certificate_pem) if certificate_pem else None,
+    )
+    session.add(oem)
+    session.flush()
+    return oem
+
+
+def set_factory_certificate(session: Session, actor: Actor, *, oem_id: str, pem: str) -> Oem:
+    require_platform_admin(actor)
+    oem = _existing_oem(session, oem_id)
+    oem.factory_certificate = _checked_certificate(pem)
+    session.flush()
+    return oem
+
+
+def create_user(
+    session: Session,
+    actor: Actor | None,
+    *,
+    email: str,
+    password: str,
+    role: str,
+    oem_id: str | None,
+) -> User:
+    """Create a user; ``actor`` None means the operator's own CLI on the server."""
+    parsed_role = _parse_role(role)
+    if actor is not None:
+        require(actor.may_manage_users)
+        require(actor.may_assign_role(parsed_role), "Forbidden: you may not grant this role")
+        if not actor.is_platform_admin:
+            if oem_id not in (None, actor.oem_id):
+                # Another OEM's id reads as unknown: no existence leak.
+                raise NotFound(f"OEM {oem_id} not found")
+            oem_id = actor.oem_id
+    email = _checked_email(email)
+    _check_password(password)
+    _check_role_oem(session, parsed_role, oem_id)
+    if queries.get_user_by_email(session, email) is not None:
+        raise Conflict(f"A user with email {email} already exists")
+    user = User(
+        email=email, password_hash=hash_password(password), role=parsed_role.value, oem_id=oem_id
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def list_users(session: Session, actor: Actor) -> Sequence[User]:
+    require(actor.may_manage_users)
+    return queries.list_users(session, actor)
+
+
+def list_oems(session: Session, actor: Actor) -> Sequence[Oem]:
+    require_platform_admin(actor)
+    return queries.list_oems(session)
+
+
+def create_model(session: Session, *, name: str, kind: str, description: str = "") -> ModuleModel:
+    if not _MODEL_NAME.match(name or ""):
+        raise ValidationFailed.of([f"{name} is not a valid model name (letters, digits, _ . -)"])
+    try:
+        parsed_kind = ModelKind(kind)
+    except ValueError:
+        raise ValidationFailed.of([f"kind must be one of {', '.join(ModelKind)}"]) from None
+    if queries.get_model(session, name) is not None:
+        raise Conflict(f"A model named {name} already exists")
+    model = ModuleModel(name=name, kind=parsed_kind.value, description=description[:255])
+    session.add(model)
+    session.flush()
+    return model
+
+
+def list_models(session: Session) -> Sequence[ModuleModel]:
+    return queries.list_models(session)
+
+
+# --- sign-in and tokens -----------------------------------------------------------------
+
+
+def sign_in(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    now: datetime,
+    token_ttl: int,
+    lockout: LockoutPolicy = LockoutPolicy(),
+) -> IssuedTokens:
+    user = queries.get_user_by_email(session, email) if isinstance(email, str) else None
+    password_ok = verify_password(user.password_hash if user else None, password)
+    if user is None:
+        raise InvalidCredentials()
+    if user.locked_until is not None and user.locked_until > now:
+        raise AccountLocked()
+    if not password_ok:
+        _record_failed_sign_in(user, now=now, lockout=lockout)
+        session.flush()
+        raise InvalidCredentials().recorded()
+    user.failed_sign_ins = 0
+    user.locked_until = None
+    return _issue_tokens(session, user, now=now, token_ttl=token_ttl)
+
+
+def refresh_tokens(
+    session: Session, *, refresh_token: str, now: datetime, token_ttl: int
+) -> IssuedTokens:
+    found = queries.find_token_with_user(session, refresh_hash=token_hash(refresh_token))
+    if found is None or found[0].revoked_at is not None or found[0].refresh_expires_at <= now:
+        raise Unauthorized("Unknown, expired or already used refresh token")
+    token, user, _ = found
+    token.revoked_at = now  # rotation: the old pair stops working
+    return _issue_tokens(session, user, now=now, token_ttl=token_ttl)
+
+
+def sign_out(session: Session, *, access_token: str, now: datetime) -> None:
+    found = queries.find_token_with_user(session, access_hash=token_hash(access_token))
+    if found is None or found[0].revoked_at is not None:
+        raise Unauthorized()
+    found[0].revoked_at = now
+    session.flush()
+
+
+def authenticate(session: Session, *, access_token: str, now: datetime) -> Actor:
+    found = queries.find_token_with_user(session, access_hash=token_hash(access_token))
+    if found is None:
+        raise Unauthorized()
+    token, user, oem = found
+    if token.revoked_at is not None or token.expires_at <= now:
+        raise Unauthorized()
+    return actor_for(user, oem)
+
+
+def actor_for(user: User, oem: Oem | None) -> Actor:
+    return Actor(
+        user_id=user.id,
+        email=user.email,
+        role=Role(user.role),
+        oem_id=user.oem_id,
+        module_manufacturer=bool(oem and oem.module_manufacturer),
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _issue_tokens(session: Session, user: User, *, now: datetime, token_ttl: int) -> IssuedTokens:
+    access, refresh = new_token(), new_token()
+    session.add(
+        AuthToken(
+            user_id=user.id,
+            access_hash=token_hash(access),
+            refresh_hash=token_hash(refresh),
+            expires_at=now + timedelta(seconds=token_ttl),
+            refresh_expires_at=now + REFRESH_TTL,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return IssuedTokens(
+        access_token=access, refresh_token=refresh, expires_in=token_ttl, role=user.role
+    )
+
+
+def _record_failed_sign_in(user: User, *, now: datetime, lockout: LockoutPolicy) -> None:
+    user.failed_sign_ins += 1
+    if user.failed_sign_ins >= lockout.failures:
+        user.locked_until = now + lockout.duration
+        user.failed_sign_ins = 0
+
+
+def _new_oem_id(session: Session) -> str:
+    while True:
+        candidate = secrets.token_hex(4)
+        if queries.get_oem(session, candidate) is None:
+            return candidate
+
+
+def _existing_oem(session: Session, oem_id: str) -> Oem:
+    oem = queries.get_oem(session, oem_id)
+    if oem is None:
+        raise NotFound(f"OEM {oem_id} not found")
+    return oem
+
+
+def _checked_certificate(pem: str) -> str:
+    try:
+        load_factory_certificate(pem.encode())
+    except InvalidCertificateError as error:
+        raise ValidationFailed.of([f"certificate: {error}"]) from None
+    return pem.strip() + "\n"
+
+
+def _parse_role(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise ValidationFailed.of([f"role must be one of {', '.join(Role)}"]) from None
+
+
+def _check_role_oem(session: Session, role: Role, oem_id: str | None) -> None:
+    if role is Role.AYLA_ADMIN:
+        if oem_id is not None:
+            raise ValidationFailed.of(["an Ayla::Admin belongs to no OEM"])
+        return
+    if oem_id is None:
+        raise ValidationFailed.of([f"a {role} needs an OEM (oem_id)"])
+    _existing_oem(session, oem_id)
+
+
+def _checked_email(email: str) -> str:
+    email = (email or "").strip().lower()
+    if len(email) > 255 or not _EMAIL.match(email):
+        raise ValidationFailed.of([f"{email or 'email'} is not a valid email address"])
+    return email
+
+
+def _check_password(password: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH or len(password) > 1024:
+        raise ValidationFailed.of([f"password must be {MIN_PASSWORD_LENGTH} to 1024 characters"])
+
+
+def _required_text(field: str, value: str) -> str:
+    value = (value or "").strip()
+    if not value or len(value) > 255 or any(ord(c) < 32 for c in value):
+        raise ValidationFailed.of([f"{field} must be 1 to 255 printable characters"])
+    return value

@@ -1,0 +1,109 @@
+"""The web application: API routers, dashboard, error renderers, health and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from devicefactory.accounts.router import admin_router, users_router
+from devicefactory.config import Settings
+from devicefactory.db import make_engine, make_session_factory, utcnow
+from devicefactory.metrics import Metrics
+from devicefactory.web import RequestContextMiddleware, install_error_handlers
+
+API_DESCRIPTION = """\
+Device Factory Service: reserve device serial numbers (DSNs) with their RSA key pairs,
+record manufacture and provision data, and work factory log files in bulk.
+Compatible with the Ayla Factory Service API 2.2. Errors always have the shape
+`{"error": [{"code": "AFS-6xx", "message": "..."}]}`.
+"""
+
+
+def create_app(
+    settings: Settings,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> FastAPI:
+    """Build the app; nothing happens at import time."""
+    factory = session_factory or make_session_factory(make_engine(settings.database_url))
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(
+        title="Device Factory Service",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.session_factory = factory
+    app.state.clock = clock
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(users_router)
+    app.include_router(admin_router)
+    _add_operational_routes(app, factory, metrics)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body=settings.max_json_bytes,
+        max_upload=settings.max_upload_bytes,
+        observe=metrics.observe,
+    )
+    app.add_middleware(JsonSuffixMiddleware)
+    return app
+
+
+def _add_operational_routes(app: FastAPI, factory: sessionmaker[Session], metrics: Metrics) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        """200 when the database answers."""
+        try:
+            await run_in_threadpool(_ping, factory)
+        except Exception:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", tags=["operations"])
+    def prometheus_metrics(_request: Request) -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _ping(factory: sessionmaker[Session]) -> None:
+    with factory() as session:
+        session.execute(text("SELECT 1"))
+
+
+class JsonSuffixMiddleware:
+    """Ayla clients append ``.json`` to every route (``/devices.json``, ``/sign_in.json``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.endswith(".json") and path.startswith(("/devicefactory/v1/", "/users/")):
+                scope = dict(scope, path=path[: -len(".json")], raw_path=None)
+        await self.app(scope, receive, send)
+
+
+def app_from_environment() -> FastAPI:
+    """The uvicorn factory used by ``devicefactory serve``: settings from the environment."""
+    from devicefactory.cli import configure_logging
+
+    configure_logging()
+    return create_app(Settings())

@@ -1,0 +1,236 @@
+"""The ``devicefactory`` command: serve, worker, admin, demo, db."""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.orm import Session, sessionmaker
+
+from devicefactory.accounts import service as accounts
+from devicefactory.config import Settings
+from devicefactory.db import make_engine, make_session_factory, session_scope
+from devicefactory.errors import ServiceError
+from devicefactory.migrate import upgrade_database
+from devicefactory.web import RequestIdLogFilter
+
+T = TypeVar("T")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdLogFilter())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def prepared_database(settings: Settings) -> sessionmaker[Session]:
+    """Every command first brings the schema up to date."""
+    engine = make_engine(settings.database_url)
+    upgrade_database(engine)
+    return make_session_factory(engine)
+
+
+def run_service(settings: Settings, work: Callable[[Session], T]) -> T:
+    """Run one service call in a transaction; a ServiceError exits 1 with its message."""
+    factory = prepared_database(settings)
+    try:
+        with session_scope(factory) as session:
+            return work(session)
+    except ServiceError as error:
+        click.echo(f"error: {error.code}: {error.message}", err=True)
+        sys.exit(1)
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Device Factory Service."""
+    ctx.obj = Settings()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--web-workers", default=1, show_default=True, type=int, help="Web processes.")
+@click.option("--no-workers", is_flag=True, help="Do not run the background workers here.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Require client certificates.",
+)
+@click.pass_obj
+def serve(
+    settings: Settings, /, host: str, port: int, web_workers: int, no_workers: bool, **tls: Any
+) -> None:
+    """Run the API, the dashboard and the background workers."""
+    import uvicorn
+
+    from devicefactory.workers import start_worker_process
+
+    configure_logging()
+    prepared_database(settings)
+    worker = None if no_workers or not settings.run_workers else start_worker_process()
+    try:
+        uvicorn.run(
+            "devicefactory.app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=web_workers,
+            log_config=None,
+            access_log=False,
+            **_tls_options(**tls),
+        )
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.join(10)
+
+
+def _tls_options(
+    tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None
+) -> dict[str, Any]:
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_client_ca and not tls_cert:
+        raise click.UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+    options: dict[str, Any] = {}
+    if tls_cert:
+        options.update(ssl_certfile=tls_cert, ssl_keyfile=tls_key)
+    if tls_client_ca:
+        options.update(ssl_ca_certs=tls_client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
+
+
+@main.command()
+@click.pass_obj
+def worker(settings: Settings) -> None:
+    """Run only the background workers (key pool filler, factory-action runner)."""
+    from devicefactory.workers import run_workers
+
+    configure_logging()
+    prepared_database(settings)
+    run_workers(settings)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(settings: Settings) -> None:
+    """Create or upgrade the schema to the latest version."""
+    prepared_database(settings)
+    click.echo("database is up to date")
+
+
+@main.group()
+def admin() -> None:
+    """Create OEMs, users and models (for the first admin and for scripts)."""
+
+
+@admin.command("create-oem")
+@click.option("--name", required=True)
+@click.option("--module-manufacturer", is_flag=True)
+@click.option(
+    "--cert",
+    "cert_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Factory certificate (PEM).",
+)
+@click.option("--reservation-limit", type=int, default=100_000, show_default=True)
+@click.pass_obj
+def create_oem(
+    settings: Settings,
+    name: str,
+    module_manufacturer: bool,
+    cert_file: str | None,
+    reservation_limit: int,
+) -> None:
+    """Create an OEM and print its oem_id alone on its line."""
+    pem = Path(cert_file).read_text() if cert_file else None
+    oem_id = run_service(
+        settings,
+        lambda session: (
+            accounts.create_oem(
+                session,
+                name=name,
+                module_manufacturer=module_manufacturer,
+                certificate_pem=pem,
+                reservation_limit=reservation_limit,
+            ).oem_id
+        ),
+    )
+    click.echo(oem_id)
+
+
+@admin.command("create-user")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--role", required=True)
+@click.option("--oem", "oem_id", default=None, help="oem_id (none for Ayla::Admin).")
+@click.pass_obj
+def create_user(
+    settings: Settings, email: str, password: str, role: str, oem_id: str | None
+) -> None:
+    """Create a user."""
+    user_id = run_service(
+        settings,
+        lambda session: (
+            accounts.create_user(
+                session, None, email=email, password=password, role=role, oem_id=oem_id
+            ).id
+        ),
+    )
+    click.echo(f"created user {user_id} {email.strip().lower()} ({role})")
+
+
+@admin.command("create-model")
+@click.option("--name", required=True)
+@click.option("--kind", required=True, type=click.Choice(["black_box", "white_box"]))
+@click.option("--description", default="")
+@click.pass_obj
+def create_model(settings: Settings, name: str, kind: str, description: str) -> None:
+    """Create a module model."""
+    run_service(
+        settings,
+        lambda session: accounts.create_model(
+            session, name=name, kind=kind, description=description
+        ),
+    )
+    click.echo(f"created model {name} ({kind})")
+
+
+@main.command()
+@click.option(
+    "--dir", "demo_dir", default="var/demo", show_default=True, type=click.Path(file_okay=False)
+)
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
+@click.pass_obj
+def demo(settings: Settings, demo_dir: str, base_url: str) -> None:
+    """Load demo data into an empty database and print how to sign in."""
+    from devicefactory.demo import load_demo_data, print_demo_guide
+
+    factory = prepared_database(settings)
+    with session_scope(factory) as session:
+        loaded = load_demo_data(session, Path(demo_dir))
+    print_demo_guide(Path(demo_dir), base_url, fresh=loaded)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

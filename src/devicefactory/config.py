@@ -1,0 +1,31 @@
+"""Settings read from the environment (prefix DEVICEFACTORY_)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; one instance is passed into the app and the workers."""
+
+    model_config = SettingsConfigDict(env_prefix="DEVICEFACTORY_", extra="ignore")
+
+    database_url: str = "sqlite:///var/devicefactory.db"
+    master_key_file: Path = Path("var/master.key")
+    dsn_prefix: str = Field(default="AC000W", pattern=r"^[A-Z0-9]{1,12}$")
+    key_pool_target: int = Field(default=5000, ge=0)
+    key_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    token_ttl: int = Field(default=86400, ge=60)
+    upload_dir: Path = Path("var/uploads")
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1)
+    lockout_failures: int = 5
+    lockout_seconds: int = 30 * 60
+    # Background workers inside `serve`; tests and `serve --no-workers` switch them off.
+    run_workers: bool = True
+    action_batch_size: int = Field(default=500, ge=1)
+    action_poll_seconds: float = 0.5

@@ -1,0 +1,39 @@
+"""Create or upgrade the database schema with Alembic (never ``create_all``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+from devicefactory.db import make_engine, normalize_url
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s")
+    return config
+
+
+def upgrade_database(url_or_engine: str | Engine) -> None:
+    """Bring the schema to head; safe to call from several processes at once."""
+    engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    _ensure_sqlite_directory(str(engine.url))
+    config = alembic_config()
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Serialise concurrent upgrades (several web and worker processes starting).
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7410451)")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _ensure_sqlite_directory(url: str) -> None:
+    url = normalize_url(url)
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,314 @@
+"""What every API router shares: the request transaction, the caller, JSON bodies, errors."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from devicefactory.accounts import service as accounts
+from devicefactory.accounts.policy import Actor
+from devicefactory.config import Settings
+from devicefactory.errors import (
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+    ValidationFailed,
+)
+
+log = logging.getLogger("devicefactory.web")
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Stamp every log record with the id of the request it belongs to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+# --- the request transaction ------------------------------------------------------------
+
+
+class TransactionalRoute(APIRoute):
+    """Commit the request's session before the response leaves, roll back on error.
+
+    Dependencies with ``yield`` may run their exit code after the response is sent,
+    which would tell a client "200" for a write that then fails to commit.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except ServiceError as error:
+                await _end_transaction(request, commit=error.commit_recorded)
+                raise
+            except BaseException:
+                await _end_transaction(request, commit=False)
+                raise
+            await _end_transaction(request, commit=True)
+            return response
+
+        return handle
+
+
+async def _end_transaction(request: Request, *, commit: bool) -> None:
+    session: Session | None = getattr(request.state, "db_session", None)
+    if session is None:
+        return
+    request.state.db_session = None
+
+    def finish() -> None:
+        try:
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+        finally:
+            session.close()
+
+    await run_in_threadpool(finish)
+
+
+def get_session(request: Request) -> Session:
+    session: Session | None = getattr(request.state, "db_session", None)
+    if session is None:
+        factory: sessionmaker[Session] = request.app.state.session_factory
+        session = factory()
+        request.state.db_session = session
+    return session
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_now(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.clock
+    return clock()
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() not in ("auth_token", "bearer") or not token.strip():
+        raise Unauthorized()
+    return token.strip()
+
+
+def get_actor(
+    request: Request,
+    session: Annotated[Session, Depends(get_session)],
+    now: Annotated[datetime, Depends(get_now)],
+) -> Actor:
+    actor = accounts.authenticate(session, access_token=bearer_token(request), now=now)
+    request.state.actor = actor
+    return actor
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+ActorDep = Annotated[Actor, Depends(get_actor)]
+NowDep = Annotated[datetime, Depends(get_now)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+# --- JSON bodies --------------------------------------------------------------------------
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object; anything else is AFS-600 (§4)."""
+    body = await request.body()
+    try:
+        parsed = json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedRequest("Malformed JSON: the request body is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise MalformedRequest("Malformed request: the body must be a JSON object")
+    return parsed
+
+
+JsonBody = Annotated[dict[str, Any], Depends(json_object)]
+
+
+async def text_body(request: Request) -> str:
+    body = await request.body()
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedRequest("Malformed request: the body must be UTF-8 text") from None
+
+
+TextBody = Annotated[str, Depends(text_body)]
+
+
+def section(body: dict[str, Any], key: str) -> dict[str, Any]:
+    """A nested object such as ``{"user": {...}}``; AFS-600 when it is not an object."""
+    value = body.get(key)
+    if not isinstance(value, dict):
+        raise MalformedRequest(f"Malformed request: '{key}' must be a JSON object")
+    return value
+
+
+# --- error rendering --------------------------------------------------------------------
+
+
+def error_response(error: ServiceError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": [error.as_dict()]}, status_code=error.status_code, headers=headers
+    )
+
+
+async def _service_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    headers = {"WWW-Authenticate": "auth_token"} if isinstance(exc, Unauthorized) else None
+    return error_response(exc, headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    failures = [
+        f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in ('body', 'query', 'path'))}: "
+        f"{e.get('msg', 'invalid')}"
+        for e in exc.errors()
+    ]
+    return error_response(ValidationFailed.of(failures))
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound())
+    error = ServiceError(str(exc.detail))
+    body = {"error": [{"code": f"AFS-{exc.status_code}", "message": error.message}]}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    body = {"error": [{"code": "AFS-500", "message": "Internal server error"}]}
+    return JSONResponse(body, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+# --- middleware -------------------------------------------------------------------------
+
+
+class RequestContextMiddleware:
+    """Request id (X-Request-Id), access log line, metrics, and the body size limit."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int,
+        max_upload: int,
+        observe: Callable[[str, str, int, float], None],
+    ) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.max_upload = max_upload
+        self.observe = observe
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _safe_request_id(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        limit = self.max_upload if _is_multipart(scope) else self.max_body
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            declared = _content_length(scope)
+            if declared is not None and declared > limit:
+                await _send_too_large(limit, send_with_id)
+                return
+            await self.app(scope, _limited_receive(receive, limit), send_with_id)
+        except _BodyTooLarge:
+            await _send_too_large(limit, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            path_template = getattr(route, "path", "unmatched")
+            self.observe(scope["method"], path_template, status, elapsed)
+            log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+            request_id_var.reset(token)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _limited_receive(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _BodyTooLarge()
+        return message
+
+    return wrapped
+
+
+async def _send_too_large(limit: int, send: Send) -> None:
+    response = error_response(PayloadTooLarge(limit))
+    await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    raw = dict(scope["headers"]).get(b"content-length")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _is_multipart(scope: Scope) -> bool:
+    content_type: bytes = dict(scope["headers"]).get(b"content-type", b"")
+    return content_type.startswith(b"multipart/form-data")
+
+
+def _safe_request_id(value: str) -> bool:
+    return 0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value)

@@ -1,0 +1,132 @@
+"""Shared fixtures: a migrated database (SQLite, or PostgreSQL when
+DEVICEFACTORY_TEST_DATABASE_URL is set), the app over real HTTP semantics, and a
+world of OEMs and users of every role.
+
+Each test starts on an empty schema: tables are emptied after every test rather than
+rolled back, because what the service promises is about commits (several
+connections, crash recovery, concurrent reservations), so tests commit for real.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from argon2 import PasswordHasher
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from devicefactory.accounts import secrets as account_secrets
+from devicefactory.config import Settings
+from devicefactory.db import Base, make_engine, make_session_factory
+from devicefactory.migrate import upgrade_database
+from devicefactory.models import Base as _AllModels  # noqa: F401 - complete metadata
+from tests.world import World, build_world
+
+TEST_DATABASE_URL = os.environ.get("DEVICEFACTORY_TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    # Production argon2 costs ~50 ms a hash; tests create hundreds of users.
+    original = account_secrets._hasher
+    account_secrets._hasher = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+    yield
+    account_secrets._hasher = original
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if TEST_DATABASE_URL:
+        return TEST_DATABASE_URL
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    reset_schema(engine)
+    upgrade_database(engine)
+    yield engine
+    engine.dispose()
+
+
+def reset_schema(engine: Engine) -> None:
+    """Start the session from an empty database."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+            connection.exec_driver_sql("CREATE SCHEMA public")
+        else:
+            tables = connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            ).scalars()
+            for table in list(tables):
+                connection.exec_driver_sql(f'DROP TABLE "{table}"')
+
+
+def empty_tables(engine: Engine) -> None:
+    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(text(f'DELETE FROM "{table}"'))
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    yield make_session_factory(engine)
+    empty_tables(engine)
+
+
+@dataclass
+class FrozenClock:
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        master_key_file=tmp_path / "master.key",
+        upload_dir=tmp_path / "uploads",
+        run_workers=False,
+        key_pool_target=0,
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, session_factory: sessionmaker[Session], clock: FrozenClock) -> FastAPI:
+    from devicefactory.app import create_app
+
+    return create_app(settings, session_factory=session_factory, clock=clock)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def world(client: TestClient, session_factory: sessionmaker[Session]) -> World:
+    return build_world(client, session_factory)

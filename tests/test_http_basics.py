@@ -1,0 +1,119 @@
+"""Errors in the AFS shape for every kind of bad request; health, metrics, docs, request ids."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.world import World
+
+
+def assert_afs_error(response: object, status: int, code: str) -> None:
+    assert response.status_code == status  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert set(body) == {"error"}, body
+    assert body["error"][0]["code"] == code
+    assert isinstance(body["error"][0]["message"], str)
+    assert "detail" not in body
+
+
+def test_unknown_route_is_404_in_afs_shape(client: TestClient) -> None:
+    assert_afs_error(client.get("/devicefactory/v1/nothing-here"), 404, "AFS-404")
+
+
+def test_wrong_method_is_405_in_afs_shape(client: TestClient) -> None:
+    assert_afs_error(client.delete("/users/sign_in.json"), 405, "AFS-405")
+
+
+@pytest.mark.parametrize("body", [b"{", b"null", b"42", b'"text"', b"\xff\xfe", b"[1, 2]"])
+def test_malformed_json_is_422_afs_600(world: World, body: bytes) -> None:
+    response = world.client.post(
+        "/devicefactory/v1/admin/oems",
+        content=body,
+        headers={**world.headers("ayla"), "Content-Type": "application/json"},
+    )
+    assert_afs_error(response, 422, "AFS-600")
+
+
+def test_wrong_types_are_422_not_500(world: World) -> None:
+    response = world.client.post(
+        "/devicefactory/v1/admin/oems",
+        json={"name": ["x"], "module_manufacturer": "yes"},
+        headers=world.headers("ayla"),
+    )
+    assert_afs_error(response, 422, "AFS-600")
+    response = world.client.post(
+        "/devicefactory/v1/admin/oems",
+        json={"name": "ok", "reservation_limit": "many"},
+        headers=world.headers("ayla"),
+    )
+    assert_afs_error(response, 422, "AFS-600")
+
+
+def test_oversized_body_is_413_in_afs_shape(world: World) -> None:
+    big = b'{"name": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+    response = world.client.post(
+        "/devicefactory/v1/admin/oems",
+        content=big,
+        headers={**world.headers("ayla"), "Content-Type": "application/json"},
+    )
+    assert_afs_error(response, 413, "AFS-413")
+
+
+def test_oversized_chunked_body_is_413(world: World) -> None:
+    def chunks() -> object:
+        for _ in range(40):
+            yield b"x" * 65536
+
+    response = world.client.post(
+        "/devicefactory/v1/admin/oems",
+        content=chunks(),
+        headers={**world.headers("ayla"), "Content-Type": "application/json"},
+    )
+    assert_afs_error(response, 413, "AFS-413")
+
+
+def test_healthz(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_metrics_are_prometheus_text(client: TestClient) -> None:
+    client.get("/healthz")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert (
+        'devicefactory_http_requests_total{method="GET",route="/healthz",status="200"} 1.0'
+        in response.text
+    )
+    assert "devicefactory_http_request_duration_seconds_bucket" in response.text
+
+
+def test_openapi_docs(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/users/sign_in" in spec["paths"]
+
+
+def test_every_response_has_a_request_id(client: TestClient) -> None:
+    first = client.get("/healthz").headers["x-request-id"]
+    second = client.get("/nope").headers["x-request-id"]
+    assert first
+    assert second
+    assert first != second
+    echoed = client.get("/healthz", headers={"X-Request-Id": "factory-line-7.42"})
+    assert echoed.headers["x-request-id"] == "factory-line-7.42"
+    hostile = client.get("/healthz", headers={"X-Request-Id": "bad id\twith spaces"})
+    assert hostile.headers["x-request-id"] != "bad id\twith spaces"
+
+
+def test_request_id_is_in_log_lines(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    from devicefactory.web import RequestIdLogFilter
+
+    caplog.handler.addFilter(RequestIdLogFilter())
+    caplog.set_level("INFO", logger="devicefactory.web")
+    client.get("/healthz", headers={"X-Request-Id": "abc123"})
+    records = [r for r in caplog.records if r.name == "devicefactory.web"]
+    assert any(getattr(r, "request_id", None) == "abc123" for r in records)
