@@ -10,7 +10,7 @@ connections, crash recovery, concurrent reservations), so tests commit for real.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,14 +19,16 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, MetaData, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.accounts import secrets as account_secrets
 from devicefactory.config import Settings
 from devicefactory.db import Base, make_engine, make_session_factory
+from devicefactory.keys.crypto import MasterKey
 from devicefactory.migrate import upgrade_database
 from devicefactory.models import Base as _AllModels  # noqa: F401 - complete metadata
+from tests.keycache import KeyCache
 from tests.world import World, build_world
 
 TEST_DATABASE_URL = os.environ.get("DEVICEFACTORY_TEST_DATABASE_URL")
@@ -59,16 +61,14 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 def reset_schema(engine: Engine) -> None:
     """Start the session from an empty database."""
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
             connection.exec_driver_sql("DROP SCHEMA public CASCADE")
             connection.exec_driver_sql("CREATE SCHEMA public")
-        else:
-            tables = connection.exec_driver_sql(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
-            ).scalars()
-            for table in list(tables):
-                connection.exec_driver_sql(f'DROP TABLE "{table}"')
+    else:
+        existing = MetaData()
+        existing.reflect(engine)
+        existing.drop_all(engine)
 
 
 def empty_tables(engine: Engine) -> None:
@@ -103,11 +103,21 @@ def clock() -> FrozenClock:
     return FrozenClock()
 
 
+@pytest.fixture(scope="session")
+def master_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys") / "master.key"
+
+
+@pytest.fixture(scope="session")
+def key_cache(master_key_file: Path) -> KeyCache:
+    return KeyCache(MasterKey.load_or_create(master_key_file))
+
+
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str, master_key_file: Path) -> Settings:
     return Settings(
         database_url=database_url,
-        master_key_file=tmp_path / "master.key",
+        master_key_file=master_key_file,
         upload_dir=tmp_path / "uploads",
         run_workers=False,
         key_pool_target=0,
@@ -130,3 +140,9 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture
 def world(client: TestClient, session_factory: sessionmaker[Session]) -> World:
     return build_world(client, session_factory)
+
+
+@pytest.fixture
+def pool(key_cache: KeyCache, session_factory: sessionmaker[Session]) -> Callable[[int], None]:
+    """``pool(n)`` puts n distinct key pairs into the key pool."""
+    return lambda count: None if key_cache.fill_pool(session_factory, count) else None

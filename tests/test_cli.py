@@ -67,9 +67,7 @@ def test_admin_commands_create_oem_user_and_model(
         oem_id,
     )
     assert user.returncode == 0, user.stderr
-    model = run_cli(
-        database_url, tmp_path, "admin", "create-model", "--name", "AY009", "--kind", "black_box"
-    )
+    model = run_cli(database_url, tmp_path, "admin", "create-model", "--name", "AY009", "--kind", "black_box")
     assert model.returncode == 0, model.stderr
 
     with session_factory() as session:
@@ -77,10 +75,7 @@ def test_admin_commands_create_oem_user_and_model(
         assert oem is not None
         assert oem.module_manufacturer
         assert oem.factory_certificate
-        assert (
-            session.scalars(select(User.oem_id).where(User.email == "op@example.com")).one()
-            == oem_id
-        )
+        assert session.scalars(select(User.oem_id).where(User.email == "op@example.com")).one() == oem_id
 
 
 def test_taken_email_exits_non_zero_and_changes_nothing(
@@ -113,9 +108,7 @@ def test_bad_oem_certificate_exits_non_zero(
 ) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
-    result = run_cli(
-        database_url, tmp_path, "admin", "create-oem", "--name", "Bad", "--cert", str(bad)
-    )
+    result = run_cli(database_url, tmp_path, "admin", "create-oem", "--name", "Bad", "--cert", str(bad))
     assert result.returncode != 0
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Oem)) == 0

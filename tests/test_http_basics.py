@@ -85,8 +85,7 @@ def test_metrics_are_prometheus_text(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert (
-        'devicefactory_http_requests_total{method="GET",route="/healthz",status="200"} 1.0'
-        in response.text
+        'devicefactory_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in response.text
     )
     assert "devicefactory_http_request_duration_seconds_bucket" in response.text
 

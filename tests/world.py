@@ -64,17 +64,13 @@ class World:
 
 
 def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, str]:
-    response = client.post(
-        "/users/sign_in.json", json={"user": {"email": email, "password": password}}
-    )
+    response = client.post("/users/sign_in.json", json={"user": {"email": email, "password": password}})
     assert response.status_code == 200, response.text
     body: dict[str, str] = response.json()
     return body
 
 
-def build_world(
-    client: TestClient, factory: sessionmaker[Session], *, certificates: bool = True
-) -> World:
+def build_world(client: TestClient, factory: sessionmaker[Session], *, certificates: bool = True) -> World:
     certificate = factory_certificate()[0].decode() if certificates else None
     with session_scope(factory) as session:
         oem_ids = {

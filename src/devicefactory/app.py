@@ -15,8 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from devicefactory.accounts.router import admin_router, users_router
+from devicefactory.actions.router import router as actions_router
 from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory, utcnow
+from devicefactory.devices.router import router as devices_router
 from devicefactory.metrics import Metrics
 from devicefactory.web import RequestContextMiddleware, install_error_handlers
 
@@ -55,6 +57,8 @@ def create_app(
     install_error_handlers(app)
     app.include_router(users_router)
     app.include_router(admin_router)
+    app.include_router(devices_router)
+    app.include_router(actions_router)
     _add_operational_routes(app, factory, metrics)
     app.add_middleware(
         RequestContextMiddleware,

@@ -99,9 +99,7 @@ def serve(
             worker.join(10)
 
 
-def _tls_options(
-    tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None
-) -> dict[str, Any]:
+def _tls_options(tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None) -> dict[str, Any]:
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     if tls_client_ca and not tls_cert:
@@ -184,16 +182,12 @@ def create_oem(
 @click.option("--role", required=True)
 @click.option("--oem", "oem_id", default=None, help="oem_id (none for Ayla::Admin).")
 @click.pass_obj
-def create_user(
-    settings: Settings, email: str, password: str, role: str, oem_id: str | None
-) -> None:
+def create_user(settings: Settings, email: str, password: str, role: str, oem_id: str | None) -> None:
     """Create a user."""
     user_id = run_service(
         settings,
         lambda session: (
-            accounts.create_user(
-                session, None, email=email, password=password, role=role, oem_id=oem_id
-            ).id
+            accounts.create_user(session, None, email=email, password=password, role=role, oem_id=oem_id).id
         ),
     )
     click.echo(f"created user {user_id} {email.strip().lower()} ({role})")
@@ -208,17 +202,13 @@ def create_model(settings: Settings, name: str, kind: str, description: str) -> 
     """Create a module model."""
     run_service(
         settings,
-        lambda session: accounts.create_model(
-            session, name=name, kind=kind, description=description
-        ),
+        lambda session: accounts.create_model(session, name=name, kind=kind, description=description),
     )
     click.echo(f"created model {name} ({kind})")
 
 
 @main.command()
-@click.option(
-    "--dir", "demo_dir", default="var/demo", show_default=True, type=click.Path(file_okay=False)
-)
+@click.option("--dir", "demo_dir", default="var/demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True)
 @click.pass_obj
 def demo(settings: Settings, demo_dir: str, base_url: str) -> None:

@@ -30,9 +30,7 @@ class DemoOem:
 
 DEMO_OEMS = (
     DemoOem("modules", "Acme Modules", True, (Role.MODULE_MANUFACTURER, Role.OEM_ADMIN)),
-    DemoOem(
-        "products", "Sprockley Products", False, (Role.MODULE_OEM_MANUFACTURER, Role.OEM_ADMIN)
-    ),
+    DemoOem("products", "Sprockley Products", False, (Role.MODULE_OEM_MANUFACTURER, Role.OEM_ADMIN)),
     DemoOem("gateways", "Zbgw Gateways", False, (Role.SOFTWARE_OEM_MANUFACTURER, Role.OEM_ADMIN)),
 )
 DEMO_MODELS = (

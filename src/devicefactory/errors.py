@@ -56,9 +56,7 @@ class Forbidden(ServiceError):
     code = "AFS-403"
     status_code = 403
 
-    def __init__(
-        self, message: str = "Forbidden: your role may not perform this operation"
-    ) -> None:
+    def __init__(self, message: str = "Forbidden: your role may not perform this operation") -> None:
         super().__init__(message)
 
 
@@ -134,9 +132,7 @@ class KeyPoolExhausted(ServiceError):
     code = "AFS-605"
 
     def __init__(self) -> None:
-        super().__init__(
-            "There are not enough reservable devices for your request. Please try later"
-        )
+        super().__init__("There are not enough reservable devices for your request. Please try later")
 
 
 class AlreadyManufactured(ServiceError):

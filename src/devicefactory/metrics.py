@@ -46,9 +46,7 @@ class _ReaderCollector(Collector):
         return list(self.reader())
 
 
-def gauge(
-    name: str, documentation: str, value: float, labels: dict[str, str] | None = None
-) -> Metric:
+def gauge(name: str, documentation: str, value: float, labels: dict[str, str] | None = None) -> Metric:
     family = GaugeMetricFamily(name, documentation, labels=list(labels or {}))
     family.add_metric(list((labels or {}).values()), value)
     return family

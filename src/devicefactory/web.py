@@ -31,6 +31,7 @@ from devicefactory.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from devicefactory.keys.crypto import MasterKey
 
 log = logging.getLogger("devicefactory.web")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -127,7 +128,17 @@ def get_actor(
     return actor
 
 
+def get_master_key(request: Request) -> MasterKey:
+    """Loaded (or created, mode 0600) on first use, then kept for the app's life."""
+    key: MasterKey | None = getattr(request.app.state, "master_key", None)
+    if key is None:
+        key = MasterKey.load_or_create(get_settings(request).master_key_file)
+        request.app.state.master_key = key
+    return key
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+MasterKeyDep = Annotated[MasterKey, Depends(get_master_key)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
 NowDep = Annotated[datetime, Depends(get_now)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -174,9 +185,7 @@ def section(body: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def error_response(error: ServiceError, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": [error.as_dict()]}, status_code=error.status_code, headers=headers
-    )
+    return JSONResponse({"error": [error.as_dict()]}, status_code=error.status_code, headers=headers)
 
 
 async def _service_error(_request: Request, exc: Exception) -> Response:

@@ -32,8 +32,6 @@ def _worker_main() -> None:
 
 def start_worker_process() -> BaseProcess:
     """The workers of ``devicefactory serve``, in a child process of their own."""
-    process = multiprocessing.get_context("spawn").Process(
-        target=_worker_main, name="devicefactory-worker"
-    )
+    process = multiprocessing.get_context("spawn").Process(target=_worker_main, name="devicefactory-worker")
     process.start()
     return process

@@ -27,8 +27,7 @@ def test_ayla_admin_manages_oems_users_and_models(world: World) -> None:
     assert oem["reservation_limit"] == 100000
     assert oem["has_factory_certificate"] is False
     assert any(
-        o["oem_id"] == oem["oem_id"]
-        for o in client.get(f"{ADMIN}/oems", headers=headers).json()["oems"]
+        o["oem_id"] == oem["oem_id"] for o in client.get(f"{ADMIN}/oems", headers=headers).json()["oems"]
     )
 
     user = client.post(
@@ -43,9 +42,7 @@ def test_ayla_admin_manages_oems_users_and_models(world: World) -> None:
     )
     assert user.status_code == 201
     assert user.json()["user"]["email"] == "new@example.com"
-    model = client.post(
-        f"{ADMIN}/models", json={"name": "AY002X", "kind": "white_box"}, headers=headers
-    )
+    model = client.post(f"{ADMIN}/models", json={"name": "AY002X", "kind": "white_box"}, headers=headers)
     assert model.status_code == 201
     names = [m["name"] for m in client.get(f"{ADMIN}/models", headers=headers).json()["models"]]
     assert "AY002X" in names
@@ -62,15 +59,11 @@ def test_oem_roles_may_not_manage_oems_or_models(world: World, user: str) -> Non
     assert client.post(f"{ADMIN}/oems", json={"name": "X"}, headers=headers).status_code == 403
     assert client.get(f"{ADMIN}/oems", headers=headers).status_code == 403
     assert (
-        client.post(
-            f"{ADMIN}/models", json={"name": "Y", "kind": "black_box"}, headers=headers
-        ).status_code
+        client.post(f"{ADMIN}/models", json={"name": "Y", "kind": "black_box"}, headers=headers).status_code
         == 403
     )
     pem = factory_certificate()[0].decode()
-    put = client.put(
-        f"{ADMIN}/oems/{world.oem_ids['modules']}/certificate", content=pem, headers=headers
-    )
+    put = client.put(f"{ADMIN}/oems/{world.oem_ids['modules']}/certificate", content=pem, headers=headers)
     assert put.status_code == 403
     assert _code(put) == "AFS-403"
     # Every signed-in user may read the model list (the dashboard offers it).
@@ -123,9 +116,7 @@ def test_oem_admin_cannot_create_users_of_another_oem(world: World) -> None:
 
 def test_oem_admin_cannot_create_an_ayla_admin(world: World) -> None:
     body = {"email": "boss@example.com", "password": "long enough", "role": "Ayla::Admin"}
-    response = world.client.post(
-        f"{ADMIN}/users", json=body, headers=world.headers("product_admin")
-    )
+    response = world.client.post(f"{ADMIN}/users", json=body, headers=world.headers("product_admin"))
     assert response.status_code == 403
 
 
@@ -196,9 +187,7 @@ def test_certificate_for_unknown_oem_is_404(world: World) -> None:
 
 def test_model_validation(world: World) -> None:
     headers = world.headers("ayla")
-    bad_kind = world.client.post(
-        f"{ADMIN}/models", json={"name": "Z1", "kind": "grey_box"}, headers=headers
-    )
+    bad_kind = world.client.post(f"{ADMIN}/models", json={"name": "Z1", "kind": "grey_box"}, headers=headers)
     assert bad_kind.status_code == 422
     taken = world.client.post(
         f"{ADMIN}/models", json={"name": "AY001MTP1", "kind": "black_box"}, headers=headers

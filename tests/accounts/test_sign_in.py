@@ -12,9 +12,7 @@ from devicefactory.accounts.models import AuthToken, User
 
 
 def _models_call(client: TestClient, token: str) -> int:
-    response = client.get(
-        "/devicefactory/v1/admin/models", headers={"Authorization": f"auth_token {token}"}
-    )
+    response = client.get("/devicefactory/v1/admin/models", headers={"Authorization": f"auth_token {token}"})
     return response.status_code
 
 
@@ -67,13 +65,9 @@ def test_bearer_scheme_is_accepted_too(world: World) -> None:
 def test_missing_and_unknown_tokens_get_401(world: World) -> None:
     assert_afs_401(world.client.get("/devicefactory/v1/admin/models"))
     assert_afs_401(
-        world.client.get(
-            "/devicefactory/v1/admin/models", headers={"Authorization": "auth_token nope"}
-        )
+        world.client.get("/devicefactory/v1/admin/models", headers={"Authorization": "auth_token nope"})
     )
-    assert_afs_401(
-        world.client.get("/devicefactory/v1/admin/models", headers={"Authorization": "Basic abc"})
-    )
+    assert_afs_401(world.client.get("/devicefactory/v1/admin/models", headers={"Authorization": "Basic abc"}))
 
 
 def test_expired_token_gets_401(world: World, clock: FrozenClock) -> None:

@@ -128,9 +128,7 @@ def test_concurrent_creators_all_get_the_same_key(tmp_path: pathlib.Path) -> Non
     assert os.listdir(tmp_path) == ["master.key"]
 
 
-def test_race_loser_reads_the_winners_key(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_race_loser_reads_the_winners_key(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "master.key"
     winner = os.urandom(32)
     real_link: Callable[[str | os.PathLike[str], str | os.PathLike[str]], None] = os.link
@@ -259,9 +257,7 @@ def test_public_key_is_pkcs1_rsa_2048_e65537(pair: SealedKeyPair) -> None:
     assert key.public_numbers().e == 65537
 
 
-def test_sealed_private_key_opens_and_matches_public_key(
-    master: MasterKey, pair: SealedKeyPair
-) -> None:
+def test_sealed_private_key_opens_and_matches_public_key(master: MasterKey, pair: SealedKeyPair) -> None:
     der = master.decrypt(pair.sealed_private, aad=crypto.public_key_aad(pair.public_pem))
     key = serialization.load_der_private_key(der, password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
@@ -271,9 +267,7 @@ def test_sealed_private_key_opens_and_matches_public_key(
         serialization.NoEncryption(),
     )
     assert der == pkcs8
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.PKCS1
-    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
     assert public.decode() == pair.public_pem
 
 
@@ -293,9 +287,7 @@ def test_public_key_aad_is_sha256_of_the_pem(pair: SealedKeyPair) -> None:
     assert crypto.public_key_aad(pair.public_pem) == digest.finalize()
 
 
-def test_seal_key_pair_round_trip(
-    master: MasterKey, pair: SealedKeyPair, private_der: bytes
-) -> None:
+def test_seal_key_pair_round_trip(master: MasterKey, pair: SealedKeyPair, private_der: bytes) -> None:
     resealed = crypto.seal_key_pair(master, private_der, pair.public_pem)
     assert resealed.public_pem == pair.public_pem
     assert resealed.sealed_private != pair.sealed_private
@@ -414,9 +406,7 @@ def test_reserve_bundle_decrypts_in_python(
     assert pkcs7.pkcs7_decrypt_der(bundle, certificate, key, []) == crypto.build_dsn_zip(devices)
 
 
-def test_envelope_keeps_binary_data_exactly(
-    tmp_path: pathlib.Path, factory: tuple[bytes, bytes]
-) -> None:
+def test_envelope_keeps_binary_data_exactly(tmp_path: pathlib.Path, factory: tuple[bytes, bytes]) -> None:
     cert_pem, key_pem = factory
     data = b"line\nother\r\nlone\r\x00\xff" + os.urandom(1000)
     envelope = crypto.envelope_for_certificate(data, cert_pem)
@@ -498,9 +488,7 @@ def test_load_factory_certificate_refuses_small_rsa_key() -> None:
         (lambda cert, key: b"garbage \x00\xff", "not a PEM certificate"),
         (lambda cert, key: key, "not a PEM certificate"),
         (
-            lambda cert, key: x509.load_pem_x509_certificate(cert).public_bytes(
-                serialization.Encoding.DER
-            ),
+            lambda cert, key: x509.load_pem_x509_certificate(cert).public_bytes(serialization.Encoding.DER),
             "not a PEM certificate",
         ),
         (

@@ -62,3 +62,8 @@ def find_token_with_user(
         query = query.where(AuthToken.refresh_hash == refresh_hash)
     row = session.execute(query).one_or_none()
     return None if row is None else (row[0], row[1], row[2])
+
+
+def get_oem_for_update(session: Session, oem_id: str) -> Oem | None:
+    """The OEM row, locked: reservations of one OEM check its limit one at a time."""
+    return session.scalars(select(Oem).where(Oem.oem_id == oem_id).with_for_update()).one_or_none()

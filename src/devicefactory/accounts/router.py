@@ -23,15 +23,11 @@ from devicefactory.web import (
 )
 
 users_router = APIRouter(prefix="/users", tags=["sign-in"], route_class=TransactionalRoute)
-admin_router = APIRouter(
-    prefix="/devicefactory/v1/admin", tags=["admin"], route_class=TransactionalRoute
-)
+admin_router = APIRouter(prefix="/devicefactory/v1/admin", tags=["admin"], route_class=TransactionalRoute)
 
 
 @users_router.post("/sign_in")
-def sign_in(
-    body: JsonBody, session: SessionDep, settings: SettingsDep, now: NowDep
-) -> dict[str, Any]:
+def sign_in(body: JsonBody, session: SessionDep, settings: SettingsDep, now: NowDep) -> dict[str, Any]:
     """Sign in with email and password (`/users/sign_in.json`)."""
     user = section(body, "user")
     tokens = service.sign_in(
@@ -40,17 +36,13 @@ def sign_in(
         password=_text(user, "password"),
         now=now,
         token_ttl=settings.token_ttl,
-        lockout=service.LockoutPolicy(
-            settings.lockout_failures, _seconds(settings.lockout_seconds)
-        ),
+        lockout=service.LockoutPolicy(settings.lockout_failures, _seconds(settings.lockout_seconds)),
     )
     return tokens_json(tokens)
 
 
 @users_router.post("/refresh_token")
-def refresh_token(
-    body: JsonBody, session: SessionDep, settings: SettingsDep, now: NowDep
-) -> dict[str, Any]:
+def refresh_token(body: JsonBody, session: SessionDep, settings: SettingsDep, now: NowDep) -> dict[str, Any]:
     """Trade a refresh token for a new pair; the old refresh token stops working."""
     user = section(body, "user")
     tokens = service.refresh_tokens(
@@ -88,9 +80,7 @@ def list_oems(actor: ActorDep, session: SessionDep) -> dict[str, Any]:
 
 
 @admin_router.put("/oems/{oem_id}/certificate")
-def put_certificate(
-    oem_id: str, pem: TextBody, actor: ActorDep, session: SessionDep
-) -> dict[str, Any]:
+def put_certificate(oem_id: str, pem: TextBody, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
     """Replace an OEM's factory certificate (PEM body; Ayla::Admin)."""
     oem = service.set_factory_certificate(session, actor, oem_id=oem_id, pem=pem)
     return {"oem": oem_json(oem)}

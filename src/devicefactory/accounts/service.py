@@ -110,9 +110,7 @@ def create_user(
     _check_role_oem(session, parsed_role, oem_id)
     if queries.get_user_by_email(session, email) is not None:
         raise Conflict(f"A user with email {email} already exists")
-    user = User(
-        email=email, password_hash=hash_password(password), role=parsed_role.value, oem_id=oem_id
-    )
+    user = User(email=email, password_hash=hash_password(password), role=parsed_role.value, oem_id=oem_id)
     session.add(user)
     session.flush()
     return user
@@ -174,9 +172,7 @@ def sign_in(
     return _issue_tokens(session, user, now=now, token_ttl=token_ttl)
 
 
-def refresh_tokens(
-    session: Session, *, refresh_token: str, now: datetime, token_ttl: int
-) -> IssuedTokens:
+def refresh_tokens(session: Session, *, refresh_token: str, now: datetime, token_ttl: int) -> IssuedTokens:
     found = queries.find_token_with_user(session, refresh_hash=token_hash(refresh_token))
     if found is None or found[0].revoked_at is not None or found[0].refresh_expires_at <= now:
         raise Unauthorized("Unknown, expired or already used refresh token")
@@ -229,9 +225,7 @@ def _issue_tokens(session: Session, user: User, *, now: datetime, token_ttl: int
         )
     )
     session.flush()
-    return IssuedTokens(
-        access_token=access, refresh_token=refresh, expires_in=token_ttl, role=user.role
-    )
+    return IssuedTokens(access_token=access, refresh_token=refresh, expires_in=token_ttl, role=user.role)
 
 
 def _record_failed_sign_in(user: User, *, now: datetime, lockout: LockoutPolicy) -> None:

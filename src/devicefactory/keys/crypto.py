@@ -207,9 +207,7 @@ def generate_private_key_der() -> tuple[bytes, str]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.PKCS1
-    )
+    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
     return private_der, public_pem.decode("ascii")
 
 
@@ -263,17 +261,13 @@ def _check_dsn_filename(dsn: str, seen: set[str]) -> None:
 def load_factory_certificate(pem: bytes) -> x509.Certificate:
     """Parse one PEM X.509 certificate with an RSA key (needed for CMS key transport)."""
     if b"-----BEGIN CERTIFICATE-----" not in pem:
-        raise InvalidCertificateError(
-            "not a PEM certificate: expected a '-----BEGIN CERTIFICATE-----' block"
-        )
+        raise InvalidCertificateError("not a PEM certificate: expected a '-----BEGIN CERTIFICATE-----' block")
     try:
         certificates = x509.load_pem_x509_certificates(pem)
     except ValueError:
         raise InvalidCertificateError("the PEM certificate could not be parsed") from None
     if len(certificates) != 1:
-        raise InvalidCertificateError(
-            f"expected exactly one certificate, found {len(certificates)}"
-        )
+        raise InvalidCertificateError(f"expected exactly one certificate, found {len(certificates)}")
     _check_recipient_key(certificates[0])
     return certificates[0]
 
@@ -282,18 +276,14 @@ def _check_recipient_key(certificate: x509.Certificate) -> None:
     try:
         key = certificate.public_key()
     except (ValueError, UnsupportedAlgorithm):
-        raise InvalidCertificateError(
-            "the certificate's public key type is not supported"
-        ) from None
+        raise InvalidCertificateError("the certificate's public key type is not supported") from None
     if not isinstance(key, rsa.RSAPublicKey):
         raise InvalidCertificateError(
-            f"the certificate has {_key_kind(key)} key; "
-            "an RSA key is required to encrypt DSN bundles"
+            f"the certificate has {_key_kind(key)} key; an RSA key is required to encrypt DSN bundles"
         )
     if key.key_size < MIN_FACTORY_KEY_BITS:
         raise InvalidCertificateError(
-            f"the certificate's RSA key has {key.key_size} bits; "
-            f"at least {MIN_FACTORY_KEY_BITS} are required"
+            f"the certificate's RSA key has {key.key_size} bits; at least {MIN_FACTORY_KEY_BITS} are required"
         )
 
 
@@ -335,9 +325,7 @@ def decrypt_verify_token(token: bytes, private_der: bytes) -> bytes:
             raise TypeError("not an RSA key")
         return key.decrypt(token, _OAEP)
     except (ValueError, TypeError):
-        raise VerifyTokenError(
-            "verify token could not be decrypted with this device's key"
-        ) from None
+        raise VerifyTokenError("verify token could not be decrypted with this device's key") from None
 
 
 def encrypt_verify_token(public_pem: str, message: bytes) -> bytes:

@@ -1,0 +1,89 @@
+"""SQL of factory actions; every query goes through ``visible_actions``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Row, select, true
+from sqlalchemy.orm import Session
+
+from devicefactory.accounts.policy import Actor
+from devicefactory.actions.models import ActionLine, FactoryAction
+from devicefactory.devices.models import Device, Job
+
+
+def visible_actions(actor: Actor) -> ColumnElement[bool]:
+    """The tenant wall for actions: an OEM's own, or all for Ayla::Admin."""
+    return true() if actor.is_platform_admin else FactoryAction.oem_id == actor.oem_id
+
+
+def find_action(session: Session, actor: Actor, action_id: int) -> FactoryAction | None:
+    query = select(FactoryAction).where(FactoryAction.id == action_id, visible_actions(actor))
+    return session.scalars(query).one_or_none()
+
+
+def search_actions(
+    session: Session,
+    actor: Actor,
+    *,
+    type_: str | None = None,
+    status: str | None = None,
+    created_by: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> Sequence[FactoryAction]:
+    """Newest first; ``before_id`` is the cursor of the next page."""
+    query = select(FactoryAction).where(visible_actions(actor))
+    if type_:
+        query = query.where(FactoryAction.type == type_)
+    if status:
+        query = query.where(FactoryAction.status == status)
+    if created_by:
+        query = query.where(FactoryAction.created_by == created_by.strip().lower())
+    if created_from:
+        query = query.where(FactoryAction.created_at >= created_from)
+    if created_to:
+        query = query.where(FactoryAction.created_at <= created_to)
+    if before_id:
+        query = query.where(FactoryAction.id < before_id)
+    return session.scalars(query.order_by(FactoryAction.id.desc()).limit(limit)).all()
+
+
+def reserve_rows(session: Session, action_id: int) -> Iterator[Row[Device, Job]]:
+    """Each device a reserve action made, with that action's job on it, in DSN order."""
+    query = (
+        select(Device, Job)
+        .join(Job, (Job.dsn == Device.dsn) & (Job.action_id == action_id))
+        .where(Device.reserve_action_id == action_id)
+        .order_by(Device.dsn)
+        .execution_options(yield_per=1000)
+    )
+    yield from session.execute(query)
+
+
+def reserve_keys(session: Session, action_id: int) -> Sequence[Row[str, str]]:
+    query = (
+        select(Device.dsn, Device.public_key)
+        .where(Device.reserve_action_id == action_id)
+        .order_by(Device.dsn)
+    )
+    return session.execute(query).all()
+
+
+def action_lines(session: Session, action_id: int, *, failed_only: bool = False) -> Iterator[ActionLine]:
+    query = select(ActionLine).where(ActionLine.action_id == action_id)
+    if failed_only:
+        query = query.where(ActionLine.outcome.in_(("conflict", "invalid")))
+    yield from session.scalars(query.order_by(ActionLine.line_no).execution_options(yield_per=1000))
+
+
+def action_devices(session: Session, action_id: int, *, limit: int, after: str | None) -> Sequence[Device]:
+    """The devices an action touched (reserved, or named by its lines), in DSN order."""
+    touched = select(ActionLine.dsn).where(ActionLine.action_id == action_id, ActionLine.dsn.is_not(None))
+    query = select(Device).where((Device.reserve_action_id == action_id) | Device.dsn.in_(touched))
+    if after:
+        query = query.where(Device.dsn > after)
+    return session.scalars(query.order_by(Device.dsn).limit(limit)).all()

@@ -1,0 +1,64 @@
+"""Factory actions: list, detail with devices, file downloads, uploads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from devicefactory.actions import service
+from devicefactory.actions.schemas import action_json
+from devicefactory.devices.schemas import device_json
+from devicefactory.web import ActorDep, SessionDep, TransactionalRoute
+
+router = APIRouter(
+    prefix="/devicefactory/v1/factory_actions",
+    tags=["factory actions"],
+    route_class=TransactionalRoute,
+)
+
+
+@router.get("")
+def list_actions(
+    actor: ActorDep,
+    session: SessionDep,
+    type: Annotated[str | None, Query()] = None,
+    status: str | None = None,
+    created_by: str | None = None,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: datetime | None = None,
+    cursor: int | None = None,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """The caller's OEM's actions, newest first; `cursor` is `next_cursor` of the page before."""
+    actions = service.search_actions(
+        session,
+        actor,
+        type_=type,
+        status=status,
+        created_by=created_by,
+        created_from=from_,
+        created_to=to,
+        cursor=cursor,
+        limit=limit,
+    )
+    next_cursor = actions[-1].id if len(actions) == limit else None
+    return {"factory_actions": [action_json(a) for a in actions], "next_cursor": next_cursor}
+
+
+@router.get("/{action_id}")
+def get_action(
+    action_id: int, actor: ActorDep, session: SessionDep, limit: int = 100, after: str | None = None
+) -> dict[str, Any]:
+    """The action and its devices (paged by DSN with `after`)."""
+    action, devices = service.action_devices(session, actor, action_id, limit=limit, after=after)
+    return {"factory_action": action_json(action), "devices": [device_json(d) for d in devices]}
+
+
+@router.get("/{action_id}/files/{kind}")
+def download(action_id: int, kind: str, actor: ActorDep, session: SessionDep) -> Response:
+    """`csv`, `log`, `xml` (reserve: the encrypted DSN bundle) or `failed` (upload lines to fix)."""
+    file = service.action_file(session, actor, action_id, kind)
+    disposition = f'attachment; filename="{file.filename}"'
+    return Response(file.content, media_type=file.media_type, headers={"Content-Disposition": disposition})

@@ -1,0 +1,99 @@
+"""Factory actions: read them, search them, and fetch their files (tenant-scoped)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from devicefactory.accounts import queries as accounts_queries
+from devicefactory.accounts.policy import Actor
+from devicefactory.actions import files, queries
+from devicefactory.actions.models import ActionStatus, ActionType, FactoryAction
+from devicefactory.devices.models import Device
+from devicefactory.errors import NotFound, ValidationFailed
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class ActionFile:
+    filename: str
+    media_type: str
+    content: bytes
+
+
+def get_action(session: Session, actor: Actor, action_id: int) -> FactoryAction:
+    action = queries.find_action(session, actor, action_id)
+    if action is None:
+        raise NotFound(f"Factory action {action_id} not found")
+    return action
+
+
+def action_devices(
+    session: Session, actor: Actor, action_id: int, *, limit: int = 100, after: str | None = None
+) -> tuple[FactoryAction, Sequence[Device]]:
+    action = get_action(session, actor, action_id)
+    return action, queries.action_devices(session, action.id, limit=_page(limit), after=after)
+
+
+def search_actions(
+    session: Session,
+    actor: Actor,
+    *,
+    type_: str | None,
+    status: str | None,
+    created_by: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    cursor: int | None,
+    limit: int,
+) -> Sequence[FactoryAction]:
+    if type_ and type_ not in set(ActionType):
+        raise ValidationFailed.of([f"type must be one of {', '.join(ActionType)}"])
+    if status and status not in set(ActionStatus):
+        raise ValidationFailed.of([f"status must be one of {', '.join(ActionStatus)}"])
+    return queries.search_actions(
+        session,
+        actor,
+        type_=type_,
+        status=status,
+        created_by=created_by,
+        created_from=created_from,
+        created_to=created_to,
+        before_id=cursor,
+        limit=_page(limit),
+    )
+
+
+def action_file(session: Session, actor: Actor, action_id: int, kind: str) -> ActionFile:
+    """``csv``, ``log``, ``xml`` (reserve bundle) or ``failed`` (failed upload lines)."""
+    action = get_action(session, actor, action_id)
+    stem = f"action-{action.id}-{action.type}"
+    if kind == "csv":
+        return ActionFile(f"{stem}.csv", "text/csv", "".join(files.csv_file(session, action)).encode())
+    if kind == "log":
+        return ActionFile(f"{stem}.log", "text/plain", "".join(files.log_file(session, action)).encode())
+    if kind == "xml" and action.type == ActionType.RESERVE:
+        return ActionFile(f"{stem}-dsns.zip.p7m", "application/pkcs7-mime", _bundle(session, action))
+    if kind == "failed" and action.type != ActionType.RESERVE:
+        suffix = "csv" if action.file_format == "csv" else "log"
+        content = "".join(files.failed_lines_file(session, action)).encode()
+        return ActionFile(f"{stem}-failed.{suffix}", "text/plain", content)
+    raise NotFound(f"Factory action {action_id} has no {kind} file")
+
+
+def _bundle(session: Session, action: FactoryAction) -> bytes:
+    oem = accounts_queries.get_oem(session, action.oem_id) if action.oem_id else None
+    if oem is None or not oem.factory_certificate:
+        # Never an unencrypted bundle: platform reservations have no certificate to seal to.
+        raise NotFound(f"Factory action {action.id} has no bundle: its OEM has no factory certificate")
+    return files.reserve_bundle(session, action, oem.factory_certificate)
+
+
+def _page(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationFailed.of([f"limit must be between 1 and {MAX_PAGE}"])
+    return limit

@@ -1,0 +1,138 @@
+"""SQL of the devices domain; every tenant-owned query goes through ``reachable``."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, false, func, insert, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from devicefactory.accounts.models import ModuleModel
+from devicefactory.accounts.policy import Actor
+from devicefactory.devices.models import Counter, Device, DeviceStatus, Job
+
+DSN_COUNTER = "dsn"
+KEYS_GENERATED = "keys_generated"
+
+
+class Reach(enum.Enum):
+    """What a caller wants to do with a device; each has its own reach (§3)."""
+
+    VIEW = "view"
+    MANUFACTURE = "manufacture"
+    PROVISION = "provision"
+    VERIFY = "verify"
+    FACTORY_RESET = "factory_reset"
+
+
+def reachable(actor: Actor, reach: Reach = Reach.VIEW) -> ColumnElement[bool]:
+    """The tenant wall: the devices ``actor`` may touch for ``reach``.
+
+    A device outside it reads exactly like one that does not exist (404).
+    """
+    if actor.is_platform_admin:
+        return true()
+    oem = actor.oem_id
+    if reach is Reach.FACTORY_RESET:
+        return Device.owner_oem_id == oem
+    clauses: list[ColumnElement[bool]] = []
+    if actor.acts_as_module_manufacturer and reach in (Reach.VIEW, Reach.MANUFACTURE, Reach.VERIFY):
+        clauses.append(Device.reserved_by_oem_id == oem)
+    if actor.acts_as_module_oem and reach in (Reach.VIEW, Reach.PROVISION, Reach.VERIFY):
+        clauses.append(Device.owner_oem_id == oem)
+        if reach is not Reach.VIEW:
+            # Black-box modules made by any module maker, not yet owned (the black-box flow).
+            clauses.append(_unowned_manufactured_black_box())
+    if actor.acts_as_software_oem and reach in (Reach.VIEW, Reach.PROVISION, Reach.VERIFY):
+        clauses.append(or_(Device.reserved_by_oem_id == oem, Device.owner_oem_id == oem))
+    return or_(*clauses) if clauses else false()
+
+
+def _unowned_manufactured_black_box() -> ColumnElement[bool]:
+    black_box_models = select(ModuleModel.name).where(ModuleModel.kind == "black_box")
+    return and_(
+        Device.status == DeviceStatus.MANUFACTURED,
+        Device.owner_oem_id.is_(None),
+        Device.model.in_(black_box_models),
+    )
+
+
+def find_device(
+    session: Session, actor: Actor, dsn: str, reach: Reach, *, lock: bool = False
+) -> Device | None:
+    query = select(Device).where(Device.dsn == dsn, reachable(actor, reach))
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def reserved_count(session: Session, oem_id: str | None) -> int:
+    owner = Device.reserved_by_oem_id.is_(None) if oem_id is None else Device.reserved_by_oem_id == oem_id
+    query = select(func.count()).select_from(Device).where(owner, Device.status == DeviceStatus.RESERVED)
+    return session.scalar(query) or 0
+
+
+def advance_counter(session: Session, name: str, by: int) -> int:
+    """Add ``by`` to a counter atomically and return its value before the addition."""
+    _ensure_counter(session, name)
+    new_value: int | None = session.scalar(
+        update(Counter)
+        .where(Counter.name == name)
+        .values(next_value=Counter.next_value + by)
+        .returning(Counter.next_value)
+    )
+    assert new_value is not None
+    return new_value - by
+
+
+def counter_value(session: Session, name: str) -> int:
+    value: int | None = session.scalar(select(Counter.next_value).where(Counter.name == name))
+    return value or 0
+
+
+def _ensure_counter(session: Session, name: str) -> None:
+    dialect = session.get_bind().dialect.name
+    make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        make_insert(Counter)
+        .values(name=name, next_value=1 if name == DSN_COUNTER else 0)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+
+
+def insert_devices(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    session.execute(insert(Device), list(rows))
+
+
+def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    session.execute(insert(Job), list(rows))
+
+
+def set_last_job_failed(session: Session, dsn: str, failed: bool) -> None:
+    session.execute(update(Device).where(Device.dsn == dsn).values(last_job_failed=failed))
+
+
+def field_owners(session: Session, dsn: str, values: dict[str, str]) -> list[str]:
+    """Names of the unique fields (mac, hwsig) whose value another device already holds."""
+    taken: list[str] = []
+    for name in ("mac", "hwsig"):
+        if name in values:
+            column = getattr(Device, name)
+            other = session.scalar(select(Device.dsn).where(column == values[name], Device.dsn != dsn))
+            if other is not None:
+                taken.append(name)
+    return taken
+
+
+def jobs_of(session: Session, dsn: str) -> Sequence[Job]:
+    return session.scalars(select(Job).where(Job.dsn == dsn).order_by(Job.id)).all()
+
+
+def devices_of_action(session: Session, action_id: int) -> Sequence[Device]:
+    return session.scalars(
+        select(Device).where(Device.reserve_action_id == action_id).order_by(Device.dsn)
+    ).all()

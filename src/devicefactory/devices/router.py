@@ -1,0 +1,74 @@
+"""The seed's three calls, plus device detail, jobs and verify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from devicefactory.devices import factory_data, service
+from devicefactory.devices.schemas import device_json, job_json, manufacture_json, provision_json
+from devicefactory.web import (
+    ActorDep,
+    JsonBody,
+    MasterKeyDep,
+    NowDep,
+    SessionDep,
+    SettingsDep,
+    TransactionalRoute,
+)
+
+router = APIRouter(prefix="/devicefactory/v1/devices", tags=["devices"], route_class=TransactionalRoute)
+
+
+@router.post("/reserve")
+def reserve(
+    body: JsonBody, actor: ActorDep, session: SessionDep, settings: SettingsDep, now: NowDep
+) -> JSONResponse:
+    """Reserve `count` DSNs (one contiguous range) of `model`, each with its own key pair."""
+    reservation = service.reserve_devices(session, actor, body=body, now=now, dsn_prefix=settings.dsn_prefix)
+    content = [{"device": {"dsn": dsn, "public_key": public}} for dsn, public in reservation.devices]
+    return JSONResponse(content, headers={"X-Factory-Action": str(reservation.action_id)})
+
+
+@router.post("/{dsn}/manufacture")
+def manufacture(
+    dsn: str, body: JsonBody, actor: ActorDep, session: SessionDep, now: NowDep
+) -> dict[str, Any]:
+    """Record what the module maker's line wrote into the module."""
+    result = factory_data.manufacture_device(session, actor, dsn=dsn, body=body, now=now)
+    return {"device": manufacture_json(result.device)}
+
+
+@router.post("/{dsn}/provision")
+def provision(dsn: str, body: JsonBody, actor: ActorDep, session: SessionDep, now: NowDep) -> dict[str, Any]:
+    """Record the product maker's data; its OEM becomes the device's owner."""
+    result = factory_data.provision_device(session, actor, dsn=dsn, body=body, now=now)
+    return {"device": provision_json(result.device)}
+
+
+@router.post("/{dsn}/verify")
+def verify(
+    dsn: str,
+    body: JsonBody,
+    actor: ActorDep,
+    session: SessionDep,
+    now: NowDep,
+    master_key: MasterKeyDep,
+) -> dict[str, Any]:
+    """End-of-line check: the module decrypts-proves it holds the DSN's credential."""
+    device = service.verify_device(session, actor, dsn=dsn, body=body, now=now, master_key=master_key)
+    return {"device": device_json(device)}
+
+
+@router.get("/{dsn}")
+def get_device(dsn: str, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+    """One device, every field."""
+    return {"device": device_json(service.get_device(session, actor, dsn))}
+
+
+@router.get("/{dsn}/jobs")
+def get_jobs(dsn: str, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+    """The device's history, oldest first."""
+    return {"jobs": [job_json(job) for job in service.device_jobs(session, actor, dsn)]}

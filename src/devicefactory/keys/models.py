@@ -1,0 +1,21 @@
+"""ORM classes of the key pool."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Integer, LargeBinary, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from devicefactory.db import Base, UTCDateTime, utcnow
+
+
+class PoolKey(Base):
+    """A key pair made ahead of demand; its private half is sealed with the master key."""
+
+    __tablename__ = "key_pool"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    public_key: Mapped[str] = mapped_column(Text)
+    sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

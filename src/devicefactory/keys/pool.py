@@ -1,0 +1,107 @@
+"""The key pool: RSA-2048 pairs made ahead of demand on every core, sealed at rest."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from devicefactory.db import session_scope, utcnow
+from devicefactory.keys import queries
+from devicefactory.keys.crypto import MasterKey, SealedKeyPair, generate_sealed_key_pair
+
+log = logging.getLogger("devicefactory.keys")
+KEYS_PER_TASK = 8
+
+
+def generate_batch(master_key_bytes: bytes, count: int) -> list[SealedKeyPair]:
+    """Worker-process task: ``count`` sealed pairs (batched to amortise pickling)."""
+    return [generate_sealed_key_pair(master_key_bytes) for _ in range(count)]
+
+
+class KeyPoolFiller:
+    """Keeps the pool at its target with one key-generation process per core."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        master_key: MasterKey,
+        *,
+        target: int,
+        workers: int,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self.session_factory = session_factory
+        self.master_key = master_key
+        self.target = target
+        self.workers = workers
+        self.poll_seconds = poll_seconds
+
+    def run(self, stop: threading.Event) -> None:
+        if self.target <= 0:
+            return
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as executor:
+            while not stop.is_set():
+                deficit = self.target - self._size()
+                if deficit <= 0:
+                    stop.wait(self.poll_seconds)
+                    continue
+                self._fill(executor, deficit, stop)
+
+    def _fill(self, executor: ProcessPoolExecutor, deficit: int, stop: threading.Event) -> None:
+        """Keep every core busy until ``deficit`` keys are stored (or we are stopped)."""
+        secret = self.master_key.secret_bytes()
+        in_flight: set[Future[list[SealedKeyPair]]] = set()
+        scheduled = 0
+        while (scheduled < deficit or in_flight) and not stop.is_set():
+            while scheduled < deficit and len(in_flight) < self.workers * 2:
+                batch = min(KEYS_PER_TASK, deficit - scheduled)
+                in_flight.add(executor.submit(generate_batch, secret, batch))
+                scheduled += batch
+            done, in_flight = _wait_some(in_flight)
+            pairs = [pair for future in done for pair in future.result()]
+            with session_scope(self.session_factory) as session:
+                queries.add_keys(session, pairs, utcnow())
+        for future in in_flight:
+            future.cancel()
+
+    def _size(self) -> int:
+        with self.session_factory() as session:
+            return queries.pool_size(session)
+
+
+def _wait_some(
+    futures: set[Future[list[SealedKeyPair]]],
+) -> tuple[set[Future[list[SealedKeyPair]]], set[Future[list[SealedKeyPair]]]]:
+    done, pending = wait(futures, return_when=FIRST_COMPLETED)
+    return set(done), set(pending)
+
+
+def fill_rate(session: Session, window: timedelta = timedelta(minutes=1)) -> float:
+    """Keys per second added to the pool over the last ``window`` (read by /metrics)."""
+    return queries.keys_made_since(session, utcnow() - window) / window.total_seconds()
+
+
+def fill_pool_now(
+    session_factory: sessionmaker[Session],
+    master_key: MasterKey,
+    count: int,
+    workers: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> float:
+    """Generate ``count`` keys into the pool and return keys/s (bench, tests, CLI)."""
+    started = time.perf_counter()
+    filler = KeyPoolFiller(session_factory, master_key, target=count, workers=workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as executor:
+        filler._fill(executor, count, threading.Event())
+    if on_progress:
+        on_progress(count)
+    return count / (time.perf_counter() - started)
