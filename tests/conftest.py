@@ -29,6 +29,7 @@ from devicefactory.keys.crypto import MasterKey
 from devicefactory.migrate import upgrade_database
 from devicefactory.models import Base as _AllModels  # noqa: F401 - complete metadata
 from tests.keycache import KeyCache
+from tests.live import LiveServer
 from tests.world import World, build_world
 
 TEST_DATABASE_URL = os.environ.get("DEVICEFACTORY_TEST_DATABASE_URL")
@@ -146,3 +147,14 @@ def world(client: TestClient, session_factory: sessionmaker[Session]) -> World:
 def pool(key_cache: KeyCache, session_factory: sessionmaker[Session]) -> Callable[[int], None]:
     """``pool(n)`` puts n distinct key pairs into the key pool."""
     return lambda count: None if key_cache.fill_pool(session_factory, count) else None
+
+
+@pytest.fixture
+def live_server(
+    database_url: str, master_key_file: Path, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> Iterator[LiveServer]:
+    """A started server on the test database (emptied after the test like any other)."""
+    server = LiveServer(database_url, master_key_file, tmp_path, web_workers=2)
+    server.start()
+    yield server
+    server.stop()

@@ -19,6 +19,7 @@ from devicefactory.actions.router import router as actions_router
 from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory, utcnow
 from devicefactory.devices.router import router as devices_router
+from devicefactory.gauges import database_gauges
 from devicefactory.metrics import Metrics
 from devicefactory.web import RequestContextMiddleware, install_error_handlers
 
@@ -39,6 +40,7 @@ def create_app(
     """Build the app; nothing happens at import time."""
     factory = session_factory or make_session_factory(make_engine(settings.database_url))
     metrics = Metrics()
+    metrics.add_database_gauges(lambda: database_gauges(factory))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

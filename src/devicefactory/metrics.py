@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 GaugeReader = Callable[[], Iterable[Metric]]
@@ -44,9 +44,3 @@ class _ReaderCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return list(self.reader())
-
-
-def gauge(name: str, documentation: str, value: float, labels: dict[str, str] | None = None) -> Metric:
-    family = GaugeMetricFamily(name, documentation, labels=list(labels or {}))
-    family.add_metric(list((labels or {}).values()), value)
-    return family

@@ -6,9 +6,13 @@ import logging
 import multiprocessing
 import signal
 import threading
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
 from devicefactory.config import Settings
+from devicefactory.db import make_engine, make_session_factory
+from devicefactory.keys.crypto import MasterKey
+from devicefactory.keys.pool import KeyPoolFiller
 
 log = logging.getLogger("devicefactory.workers")
 
@@ -16,11 +20,31 @@ log = logging.getLogger("devicefactory.workers")
 def run_workers(settings: Settings, stop: threading.Event | None = None) -> None:
     """Run every background worker until ``stop`` is set or the process is signalled."""
     stop = stop or threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    log.info("background workers started")
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+    factory = make_session_factory(make_engine(settings.database_url))
+    master_key = MasterKey.load_or_create(settings.master_key_file)
+    filler = KeyPoolFiller(factory, master_key, target=settings.key_pool_target, workers=settings.key_workers)
+    threads = [_thread("key-pool", filler.run, stop)]
+    log.info("background workers started: %s", ", ".join(t.name for t in threads))
     stop.wait()
+    for thread in threads:
+        thread.join(30)
     log.info("background workers stopped")
+
+
+def _thread(name: str, target: Callable[[threading.Event], None], stop: threading.Event) -> threading.Thread:
+    def guarded() -> None:
+        try:
+            target(stop)
+        except Exception:
+            log.exception("%s worker failed; stopping the workers", name)
+            stop.set()
+
+    thread = threading.Thread(target=guarded, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def _worker_main() -> None:
@@ -32,6 +56,7 @@ def _worker_main() -> None:
 
 def start_worker_process() -> BaseProcess:
     """The workers of ``devicefactory serve``, in a child process of their own."""
-    process = multiprocessing.get_context("spawn").Process(target=_worker_main, name="devicefactory-worker")
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_worker_main, name="devicefactory-worker")
     process.start()
     return process
