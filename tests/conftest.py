@@ -146,7 +146,11 @@ def world(client: TestClient, session_factory: sessionmaker[Session]) -> World:
 @pytest.fixture
 def pool(key_cache: KeyCache, session_factory: sessionmaker[Session]) -> Callable[[int], None]:
     """``pool(n)`` puts n distinct key pairs into the key pool."""
-    return lambda count: None if key_cache.fill_pool(session_factory, count) else None
+
+    def fill(count: int) -> None:
+        key_cache.fill_pool(session_factory, count)
+
+    return fill
 
 
 @pytest.fixture
