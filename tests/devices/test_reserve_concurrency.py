@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -89,15 +90,13 @@ def test_sigkill_during_a_1000_device_reserve_is_all_or_nothing(
 
 
 def _send_reserve(url: str, headers: dict[str, str]) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         httpx.post(
             f"{url}/devicefactory/v1/devices/reserve",
             json={"model": "AY001MTP1", "count": 1000},
             headers=headers,
             timeout=30,
         )
-    except httpx.HTTPError:
-        pass
 
 
 def _counts(factory: sessionmaker[Session]) -> tuple[int, int, int]:
