@@ -18,11 +18,8 @@ def database_gauges(factory: sessionmaker[Session]) -> Iterable[Metric]:
         size = queries.pool_size(session)
         rate = pool.fill_rate(session)
         generated = counter_value(session, KEYS_GENERATED)
-        by_status = dict(
-            session.execute(
-                select(FactoryAction.status, func.count()).group_by(FactoryAction.status)
-            ).tuples()
-        )
+        rows = session.execute(select(FactoryAction.status, func.count()).group_by(FactoryAction.status))
+        by_status = {status: count for status, count in rows}
     yield _gauge("devicefactory_key_pool_size", "Key pairs ready in the pool.", size)
     yield _gauge("devicefactory_key_pool_fill_rate", "Key pairs added per second over the last minute.", rate)
     total = CounterMetricFamily("devicefactory_keys_generated", "Key pairs generated since the start.")
