@@ -162,3 +162,19 @@ def live_server(
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def run_actions(session_factory: sessionmaker[Session], settings: Settings) -> Callable[[], int]:
+    """Work every queued factory action now, as the background runner would; returns how many."""
+    from devicefactory.actions.runner import ActionRunner
+
+    runner = ActionRunner(session_factory, settings)
+
+    def run() -> int:
+        done = 0
+        while runner.run_once():
+            done += 1
+        return done
+
+    return run

@@ -29,3 +29,5 @@ class Settings(BaseSettings):
     run_workers: bool = True
     action_batch_size: int = Field(default=500, ge=1)
     action_poll_seconds: float = 0.5
+    # A running action whose runner has not reported for this long is taken over.
+    action_stale_seconds: float = Field(default=60, gt=0)

@@ -19,7 +19,7 @@ def database_gauges(factory: sessionmaker[Session]) -> Iterable[Metric]:
         rate = pool.fill_rate(session)
         generated = counter_value(session, KEYS_GENERATED)
         rows = session.execute(select(FactoryAction.status, func.count()).group_by(FactoryAction.status))
-        by_status = {status: count for status, count in rows}
+        by_status: dict[str, int] = dict(rows.all())
     yield _gauge("devicefactory_key_pool_size", "Key pairs ready in the pool.", size)
     yield _gauge("devicefactory_key_pool_fill_rate", "Key pairs added per second over the last minute.", rate)
     total = CounterMetricFamily("devicefactory_keys_generated", "Key pairs generated since the start.")

@@ -8,8 +8,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +27,7 @@ from devicefactory.accounts.policy import Actor
 from devicefactory.config import Settings
 from devicefactory.errors import (
     MalformedRequest,
+    MissingAttributes,
     NotFound,
     PayloadTooLarge,
     ServiceError,
@@ -171,6 +174,45 @@ async def text_body(request: Request) -> str:
 
 
 TextBody = Annotated[str, Depends(text_body)]
+
+
+@dataclass
+class UploadForm:
+    type: str
+    validate_only: bool
+    file_name: str
+    stream: BinaryIO
+    oem_host_version: str | None
+    form: FormData
+
+    async def close(self) -> None:
+        await self.form.close()
+
+
+async def parse_upload_form(request: Request) -> UploadForm:
+    """The multipart upload form; Starlette spools the file to disk past 1 MB."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ValidationFailed.of(["the upload must be multipart/form-data with a file field"])
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except StarletteHTTPException as error:
+        raise ValidationFailed.of([f"malformed multipart body: {error.detail}"]) from None
+    upload = form.get("file")
+    flag = str(form.get("validate_only") or "false").strip().lower()
+    if upload is None or isinstance(upload, str) or flag not in ("true", "false", "1", "0"):
+        await form.close()
+        if upload is None or isinstance(upload, str):
+            raise MissingAttributes(["file"])
+        raise ValidationFailed.of(["validate_only must be true or false"])
+    version = form.get("oem_host_version")
+    return UploadForm(
+        type=str(form.get("type") or "").strip(),
+        validate_only=flag in ("true", "1"),
+        file_name=upload.filename or "upload",
+        stream=upload.file,
+        oem_host_version=version.strip() if isinstance(version, str) and version.strip() else None,
+        form=form,
+    )
 
 
 def section(body: dict[str, Any], key: str) -> dict[str, Any]:

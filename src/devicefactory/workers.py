@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
+from devicefactory.actions.runner import ActionRunner
 from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory
 from devicefactory.keys.crypto import MasterKey
@@ -26,7 +27,8 @@ def run_workers(settings: Settings, stop: threading.Event | None = None) -> None
     factory = make_session_factory(make_engine(settings.database_url))
     master_key = MasterKey.load_or_create(settings.master_key_file)
     filler = KeyPoolFiller(factory, master_key, target=settings.key_pool_target, workers=settings.key_workers)
-    threads = [_thread("key-pool", filler.run, stop)]
+    runner = ActionRunner(factory, settings)
+    threads = [_thread("key-pool", filler.run, stop), _thread("action-runner", runner.run, stop)]
     log.info("background workers started: %s", ", ".join(t.name for t in threads))
     stop.wait()
     for thread in threads:

@@ -67,3 +67,7 @@ def find_token_with_user(
 def get_oem_for_update(session: Session, oem_id: str) -> Oem | None:
     """The OEM row, locked: reservations of one OEM check its limit one at a time."""
     return session.scalars(select(Oem).where(Oem.oem_id == oem_id).with_for_update()).one_or_none()
+
+
+def get_user(session: Session, user_id: int) -> User | None:
+    return session.get(User, user_id)

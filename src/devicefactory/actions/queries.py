@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Row, select, true
+from sqlalchemy import ColumnElement, Row, insert, select, true
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor
-from devicefactory.actions.models import ActionLine, FactoryAction
+from devicefactory.actions.models import ActionLine, ActionStatus, FactoryAction
+from devicefactory.actions.uploads import LineOutcome
 from devicefactory.devices.models import Device, Job
 
 
@@ -87,3 +88,42 @@ def action_devices(session: Session, action_id: int, *, limit: int, after: str |
     if after:
         query = query.where(Device.dsn > after)
     return session.scalars(query.order_by(Device.dsn).limit(limit)).all()
+
+
+def claim_next_action(session: Session, *, stale_before: datetime) -> FactoryAction | None:
+    """The oldest queued upload, or one whose runner stopped reporting (it died)."""
+    waiting = (FactoryAction.status == ActionStatus.PENDING) | (
+        (FactoryAction.status == ActionStatus.RUNNING) & (FactoryAction.heartbeat_at < stale_before)
+    )
+    query = (
+        select(FactoryAction).where(FactoryAction.file_path.is_not(None), waiting).order_by(FactoryAction.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return session.scalars(query.limit(1)).first()
+
+
+def lock_action(session: Session, action_id: int) -> FactoryAction | None:
+    return session.scalars(
+        select(FactoryAction).where(FactoryAction.id == action_id).with_for_update()
+    ).first()
+
+
+def insert_action_lines(session: Session, action_id: int, outcomes: Sequence[LineOutcome]) -> None:
+    if outcomes:
+        session.execute(
+            insert(ActionLine),
+            [
+                {
+                    "action_id": action_id,
+                    "line_no": o.line_no,
+                    "dsn": o.dsn,
+                    "outcome": o.outcome,
+                    "error_code": o.error_code,
+                    "message": o.message,
+                    "changes": o.changes,
+                    "raw": o.raw,
+                }
+                for o in outcomes
+            ],
+        )

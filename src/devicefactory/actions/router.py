@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
-from devicefactory.actions import service
+from devicefactory.actions import service, uploads
 from devicefactory.actions.schemas import action_json
 from devicefactory.devices.schemas import device_json
-from devicefactory.web import ActorDep, SessionDep, TransactionalRoute
+from devicefactory.web import ActorDep, NowDep, SessionDep, SettingsDep, TransactionalRoute, parse_upload_form
 
 router = APIRouter(
     prefix="/devicefactory/v1/factory_actions",
@@ -45,6 +47,35 @@ def list_actions(
     )
     next_cursor = actions[-1].id if len(actions) == limit else None
     return {"factory_actions": [action_json(a) for a in actions], "next_cursor": next_cursor}
+
+
+@router.post("", status_code=202)
+async def upload(
+    request: Request, actor: ActorDep, session: SessionDep, settings: SettingsDep, now: NowDep
+) -> JSONResponse:
+    """Upload a factory log or CSV (multipart: `file`, `type`, `validate_only`, `oem_host_version`).
+
+    The action is created at once and worked in the background; poll it for progress.
+    """
+    form = await parse_upload_form(request)
+    try:
+        action = await run_in_threadpool(
+            uploads.create_upload_action,
+            session,
+            actor,
+            upload_type=form.type,
+            validate_only=form.validate_only,
+            file_name=form.file_name,
+            stream=form.stream,
+            upload_dir=settings.upload_dir,
+            oem_host_version=form.oem_host_version,
+            now=now,
+        )
+    finally:
+        await form.close()
+    return JSONResponse(
+        {"factory_action": action_json(action)}, status_code=202, headers={"X-Factory-Action": str(action.id)}
+    )
 
 
 @router.get("/{action_id}")

@@ -246,6 +246,7 @@ def _check_failures(
 
 
 def _compare(device: Device, cleaned: F.CleanFields) -> Result:
+    """A repeat on a finished device: identical, or a conflict naming each field."""
     changes = [
         Change(name, getattr(device, name), value)
         for name, value in cleaned.values.items()
@@ -253,7 +254,20 @@ def _compare(device: Device, cleaned: F.CleanFields) -> Result:
     ]
     if cleaned.bad_date is not None:
         changes.append(Change("dom_at", device.dom_at, cleaned.bad_date))
-    return Result(device, Outcome.CONFLICT if changes else Outcome.IDENTICAL, changes)
+    if changes:
+        raise ConflictingValues(changes)
+    return Result(device, Outcome.IDENTICAL)
+
+
+class ConflictingValues(ValidationFailed):
+    """The device already holds different values (an upload's ``conflict`` outcome)."""
+
+    def __init__(self, changes: list[Change]) -> None:
+        self.changes = changes
+        super().__init__(
+            "There were some failures while processing: the device holds different values: "
+            + "; ".join(change.describe() for change in changes)
+        )
 
 
 def _assign(device: Device, values: Mapping[str, Any]) -> list[Change]:

@@ -1,0 +1,174 @@
+"""The action runner: claims queued uploads from the database and works them in batches.
+
+One transaction per batch holds the batch's device changes, its line outcomes and
+the action's progress, so a crash at any point loses nothing and a restart resumes
+after the last committed line; ``action_lines`` is unique on (action, line), so no
+line is ever applied twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from devicefactory.accounts import queries as accounts_queries
+from devicefactory.accounts.policy import Actor
+from devicefactory.accounts.service import actor_for
+from devicefactory.actions import queries
+from devicefactory.actions.logfile import ParsedLine, UploadParser, iter_upload
+from devicefactory.actions.models import ActionStatus, FactoryAction
+from devicefactory.actions.uploads import LineOutcome, work_line
+from devicefactory.config import Settings
+from devicefactory.db import session_scope, utcnow
+
+log = logging.getLogger("devicefactory.actions")
+
+
+class ActionRunner:
+    def __init__(self, session_factory: sessionmaker[Session], settings: Settings) -> None:
+        self.factory = session_factory
+        self.batch_size = settings.action_batch_size
+        self.poll_seconds = settings.action_poll_seconds
+        self.stale_after = timedelta(seconds=settings.action_stale_seconds)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if not self.run_once(stop):
+                stop.wait(self.poll_seconds)
+
+    def run_once(self, stop: threading.Event | None = None) -> bool:
+        """Claim and finish one action; False when there was none to do."""
+        action_id = self._claim()
+        if action_id is None:
+            return False
+        try:
+            self._work(action_id, stop or threading.Event())
+        except _LostClaim:
+            log.warning("factory action %s was taken over by another runner", action_id)
+        except Exception as error:  # an unreadable file, a bug: fail the action, keep running
+            log.exception("factory action %s failed", action_id)
+            self._fail(action_id, f"internal error while working the file: {type(error).__name__}")
+        return True
+
+    def _claim(self) -> int | None:
+        with session_scope(self.factory) as session:
+            now = utcnow()
+            action = queries.claim_next_action(session, stale_before=now - self.stale_after)
+            if action is None:
+                return None
+            action.status = ActionStatus.RUNNING
+            action.claimed_by = self.worker_id
+            action.heartbeat_at = now
+            action.started_at = action.started_at or now
+            if not action.lines_total:
+                path = Path(action.file_path or "")
+                action.lines_total = count_lines(path)
+                action.file_format, action.file_header = detect_format(path)
+            log.info(
+                "claimed factory action %s (%s, from line %s)", action.id, action.type, action.lines_done
+            )
+            return action.id
+
+    def _work(self, action_id: int, stop: threading.Event) -> None:
+        with self.factory() as session:
+            action = session.get(FactoryAction, action_id)
+            assert action is not None
+            assert action.file_path
+            path, resume_after = Path(action.file_path), action.lines_done
+        with path.open("rb") as stream:
+            parsed = (line for line in iter_upload(stream) if line.line_no > resume_after)
+            for batch in _batches(parsed, self.batch_size):
+                if stop.is_set():
+                    return  # another runner (or this one, restarted) resumes from here
+                self._work_batch(action_id, batch)
+        self._finish(action_id)
+
+    def _work_batch(self, action_id: int, batch: list[ParsedLine]) -> None:
+        with session_scope(self.factory) as session:
+            action = _owned(session, action_id, self.worker_id)
+            actor = _actor(session, action)
+            now = utcnow()
+            outcomes = [work_line(session, actor, action, line, now) for line in batch]
+            if action.validate_only:
+                session.rollback()  # validate applies nothing: keep only the outcomes
+                action = _owned(session, action_id, self.worker_id)
+            queries.insert_action_lines(session, action_id, outcomes)
+            _count(action, outcomes, last_line=batch[-1].line_no, now=now)
+
+    def _finish(self, action_id: int) -> None:
+        with session_scope(self.factory) as session:
+            action = _owned(session, action_id, self.worker_id)
+            failed = action.conflict + action.invalid
+            action.status = ActionStatus.FAILURE if failed else ActionStatus.SUCCESS
+            action.lines_done = action.lines_total
+            action.finished_at = utcnow()
+            action.message = f"{failed} line(s) failed" if failed else "every line succeeded"
+            log.info("factory action %s finished: %s", action_id, action.status)
+
+    def _fail(self, action_id: int, message: str) -> None:
+        with session_scope(self.factory) as session:
+            action = session.get(FactoryAction, action_id)
+            if action is not None:
+                action.status = ActionStatus.FAILURE
+                action.message = message
+                action.finished_at = utcnow()
+
+
+class _LostClaim(Exception):
+    """Another runner took the action over (this one was presumed dead)."""
+
+
+def _owned(session: Session, action_id: int, worker_id: str) -> FactoryAction:
+    action = queries.lock_action(session, action_id)
+    if action is None or action.claimed_by != worker_id:
+        raise _LostClaim(action_id)
+    return action
+
+
+def _actor(session: Session, action: FactoryAction) -> Actor:
+    user = accounts_queries.get_user(session, action.created_by_user_id or 0)
+    assert user is not None
+    return actor_for(user, accounts_queries.get_oem(session, user.oem_id) if user.oem_id else None)
+
+
+def _count(action: FactoryAction, outcomes: list[LineOutcome], *, last_line: int, now: datetime) -> None:
+    for outcome in outcomes:
+        setattr(action, outcome.outcome, getattr(action, outcome.outcome) + 1)
+    action.count += sum(1 for o in outcomes if o.dsn)
+    action.lines_done = last_line
+    action.heartbeat_at = now
+
+
+def _batches(lines: Iterator[ParsedLine], size: int) -> Iterator[list[ParsedLine]]:
+    while batch := list(itertools.islice(lines, size)):
+        yield batch
+
+
+def detect_format(path: Path) -> tuple[str | None, str | None]:
+    """The upload's format, and its CSV header line (repeated atop the failed-lines file)."""
+    parser = UploadParser()
+    with path.open("rb") as stream:
+        for line_no, raw in enumerate(itertools.islice(stream, 10_000), start=1):
+            parser.parse_line(line_no, raw[:4096])
+            if parser.format is not None:
+                break
+    return (parser.format.value if parser.format else None), parser.header_raw
+
+
+def count_lines(path: Path) -> int:
+    lines, last = 0, b"\n"
+    with path.open("rb") as stream:
+        while chunk := stream.read(1024 * 1024):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (0 if last == b"\n" else 1)
