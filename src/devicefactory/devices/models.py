@@ -31,6 +31,10 @@ class Device(Base):
     __table_args__ = (
         Index("ix_devices_reserved_by_dsn", "reserved_by_oem_id", "dsn"),
         Index("ix_devices_owner_dsn", "owner_oem_id", "dsn"),
+        # PostgreSQL's btree on a non-C collation cannot serve LIKE 'prefix%'; this one can.
+        Index("ix_devices_dsn_pattern", "dsn", postgresql_ops={"dsn": "text_pattern_ops"}).ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     dsn: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -6,7 +6,7 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, and_, false, func, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from devicefactory.accounts.models import ModuleModel
 from devicefactory.accounts.policy import Actor
 from devicefactory.devices.models import Counter, Device, DeviceStatus, Job
+from devicefactory.devices.search import DeviceSearch, prefix_of
 
 DSN_COUNTER = "dsn"
 KEYS_GENERATED = "keys_generated"
@@ -136,3 +137,49 @@ def devices_of_action(session: Session, action_id: int) -> Sequence[Device]:
     return session.scalars(
         select(Device).where(Device.reserve_action_id == action_id).order_by(Device.dsn)
     ).all()
+
+
+def search_devices(session: Session, actor: Actor, search: DeviceSearch) -> Sequence[Device]:
+    """The DSN View: filters, the tenant wall, keyset pagination on dsn, always LIMITed."""
+    query = select(Device).where(reachable(actor, Reach.VIEW))
+    for name, value in search.exact.items():
+        query = query.where(getattr(Device, name) == value)
+    for name, pattern in search.like.items():
+        query = query.where(_like_clause(session, name, pattern))
+    if search.ads_connect_flag is not None:
+        query = query.where(Device.ads_connect_flag.is_(search.ads_connect_flag))
+    if search.last_job_failed is not None:
+        query = query.where(Device.last_job_failed.is_(search.last_job_failed))
+    for column, (low, high) in search.dates.items():
+        if low is not None:
+            query = query.where(getattr(Device, column) >= low)
+        if high is not None:
+            query = query.where(getattr(Device, column) <= high)
+    if search.action_id is not None:
+        query = query.where(Device.dsn.in_(_dsns_of_action(search.action_id)))
+    if search.after_dsn is not None:
+        query = query.where(
+            Device.dsn < search.after_dsn if search.descending else Device.dsn > search.after_dsn
+        )
+    order = Device.dsn.desc() if search.descending else Device.dsn.asc()
+    return session.scalars(query.order_by(order).limit(search.limit)).all()
+
+
+def _like_clause(session: Session, name: str, pattern: str) -> ColumnElement[bool]:
+    column: ColumnElement[str] = getattr(Device, name)
+    if name != "dsn":
+        return column.ilike(pattern, escape="\\")  # the same on both databases
+    prefix = prefix_of(pattern)
+    if prefix is not None and session.get_bind().dialect.name == "sqlite":
+        # SQLite's LIKE is case-insensitive and so cannot use the index; a range can.
+        return and_(column >= prefix, column < prefix + "\uffff")
+    # DSNs are upper case (the pattern too); PostgreSQL uses its text_pattern_ops index.
+    return column.like(pattern, escape="\\")
+
+
+def _dsns_of_action(action_id: int) -> Select[tuple[str]]:
+    from devicefactory.actions.models import ActionLine
+
+    touched = select(ActionLine.dsn).where(ActionLine.action_id == action_id, ActionLine.dsn.is_not(None))
+    reserved = select(Device.dsn).where(Device.reserve_action_id == action_id)
+    return touched.union(reserved)  # type: ignore[return-value]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from devicefactory.devices import factory_data, service
@@ -20,6 +21,13 @@ from devicefactory.web import (
 )
 
 router = APIRouter(prefix="/devicefactory/v1/devices", tags=["devices"], route_class=TransactionalRoute)
+
+
+@router.get("")
+def search(request: Request, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+    """The DSN View search: every filter of the dashboard, and Ayla's `filter[...]` form."""
+    devices, next_cursor = service.search_devices(session, actor, dict(request.query_params))
+    return {"devices": [device_json(d) for d in devices], "next_cursor": next_cursor}
 
 
 @router.post("/reserve")
@@ -60,6 +68,13 @@ def verify(
     """End-of-line check: the module decrypts-proves it holds the DSN's credential."""
     device = service.verify_device(session, actor, dsn=dsn, body=body, now=now, master_key=master_key)
     return {"device": device_json(device)}
+
+
+@router.post("/{dsn}/factory_reset")
+def factory_reset(dsn: str, actor: ActorDep, session: SessionDep, now: NowDep) -> dict[str, Any]:
+    """Clear the device's cloud-side state in four reported steps (OEM::Admin of the owner)."""
+    device, steps = service.factory_reset(session, actor, dsn=dsn, now=now)
+    return {"device": device_json(device), "steps": [asdict(step) for step in steps]}
 
 
 @router.get("/{dsn}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from devicefactory.devices.dsn import MAX_SEQUENCE, dsn_range
 from devicefactory.devices.jobs import run_as_job
 from devicefactory.devices.models import Device, DeviceStatus, Job, JobResult
 from devicefactory.devices.queries import Reach
+from devicefactory.devices.search import encode_cursor, parse_search
 from devicefactory.errors import (
     CountTooLow,
     InvalidCount,
@@ -243,3 +245,70 @@ def _check_verify_token(device: Device, token: object, now: datetime, master_key
         raise ValidationFailed.of(["token was made for another device"])
     if not stamp.isdigit() or abs(now.timestamp() - int(stamp)) > VERIFY_WINDOW_SECONDS:
         raise ValidationFailed.of(["token time is not within 5 minutes of the service's clock"])
+
+
+# --- search and factory reset ---------------------------------------------------------
+
+
+def search_devices(
+    session: Session, actor: Actor, params: Mapping[str, str]
+) -> tuple[Sequence[Device], str | None]:
+    """The DSN View; returns a page and the cursor of the next one (None at the end)."""
+    search = parse_search(params)
+    devices = queries.search_devices(session, actor, search)
+    more = len(devices) == search.limit
+    return devices, encode_cursor(devices[-1].dsn) if more else None
+
+
+RESET_STEPS = (
+    ("reset_template", "Reset Template"),
+    ("reset_device", "Reset Device"),
+    ("unregister_device", "Unregister Device"),
+    ("reset_datapoints", "Reset Datapoints"),
+)
+
+
+@dataclass(frozen=True)
+class ResetStep:
+    step: str
+    name: str
+    result: str
+    message: str
+
+
+def factory_reset(
+    session: Session, actor: Actor, *, dsn: str, now: datetime
+) -> tuple[Device, list[ResetStep]]:
+    """Clear the device's cloud-side state in four reported steps; identity and factory data stay."""
+    require(actor.may_factory_reset)
+    device = queries.find_device(session, actor, dsn, Reach.FACTORY_RESET, lock=True)
+    if device is None:
+        raise NotFound(f"Device {dsn} not found")
+    steps = []
+    for step, name in RESET_STEPS:
+        message = run_as_job(
+            session,
+            functools.partial(_reset_step, device, step),
+            dsn=device.dsn,
+            operation=f"factory_reset:{step}",
+            now=now,
+            actor=actor,
+            success_message=str,
+        )
+        steps.append(ResetStep(step, name, JobResult.SUCCESS, message))
+    session.flush()
+    return device, steps
+
+
+def _reset_step(device: Device, step: str) -> str:
+    if step == "reset_template":
+        previous, device.template_id = device.template_id, None
+        return f"template {previous} removed" if previous else "no template was associated"
+    if step == "reset_device":
+        device.ads_connect_flag, device.verified_at = None, None
+        return "connection flag cleared"
+    if step == "unregister_device":
+        previous_user, device.registered_user = device.registered_user, None
+        return f"unregistered from {previous_user}" if previous_user else "the device was not registered"
+    count, device.datapoint_count = device.datapoint_count, 0
+    return f"{count} datapoint(s) deleted"
