@@ -1,5 +1,5 @@
 """A real ``devicefactory serve`` process on a free local port, for tests that need
-several concurrent clients or a crash."""
+several concurrent clients, the background workers, or a crash."""
 
 from __future__ import annotations
 
@@ -23,7 +23,14 @@ def free_port() -> int:
 
 class LiveServer:
     def __init__(
-        self, database_url: str, master_key_file: Path, workdir: Path, *, web_workers: int = 1
+        self,
+        database_url: str,
+        master_key_file: Path,
+        workdir: Path,
+        *,
+        web_workers: int = 1,
+        background_workers: bool = False,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -33,18 +40,12 @@ class LiveServer:
             "DEVICEFACTORY_MASTER_KEY_FILE": str(master_key_file),
             "DEVICEFACTORY_KEY_POOL_TARGET": "0",
             "DEVICEFACTORY_UPLOAD_DIR": str(workdir / "uploads"),
+            **(extra_env or {}),
         }
-        self.args = [
-            sys.executable,
-            "-m",
-            "devicefactory",
-            "serve",
-            "--no-workers",
-            "--port",
-            str(self.port),
-            "--web-workers",
-            str(web_workers),
-        ]
+        self.args = [sys.executable, "-m", "devicefactory", "serve", "--port", str(self.port)]
+        self.args += ["--web-workers", str(web_workers)]
+        if not background_workers:
+            self.args.append("--no-workers")
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
 

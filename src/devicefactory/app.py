@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from devicefactory.accounts.router import admin_router, users_router
 from devicefactory.actions.router import router as actions_router
 from devicefactory.config import Settings
+from devicefactory.dashboard.router import dashboard_router
 from devicefactory.db import make_engine, make_session_factory, utcnow
 from devicefactory.devices.router import router as devices_router
 from devicefactory.gauges import database_gauges
@@ -61,6 +62,7 @@ def create_app(
     app.include_router(admin_router)
     app.include_router(devices_router)
     app.include_router(actions_router)
+    app.include_router(dashboard_router)
     _add_operational_routes(app, factory, metrics)
     app.add_middleware(
         RequestContextMiddleware,

@@ -43,7 +43,9 @@ def _ensure_sqlite_directory(url: str) -> None:
 def include_object_for(dialect_name: str) -> Callable[..., bool]:
     """Autogenerate filter: leave out objects declared for another database (``ddl_if``)."""
 
-    def include_object(obj: object, _name: str | None, type_: str, reflected: bool, _compare_to: object) -> bool:
+    def include_object(
+        obj: object, _name: str | None, type_: str, reflected: bool, _compare_to: object
+    ) -> bool:
         condition = getattr(obj, "_ddl_if", None)
         if type_ == "index" and not reflected and condition is not None and condition.dialect:
             return bool(condition.dialect == dialect_name)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import ColumnElement, Row, insert, select, true
+from sqlalchemy import ColumnElement, Row, Table, insert, select, true
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor
 from devicefactory.actions.models import ActionLine, ActionStatus, FactoryAction
 from devicefactory.actions.uploads import LineOutcome
 from devicefactory.devices.models import Device, Job
+
+ACTION_LINES = cast(Table, ActionLine.__table__)
 
 
 def visible_actions(actor: Actor) -> ColumnElement[bool]:
@@ -111,8 +114,8 @@ def lock_action(session: Session, action_id: int) -> FactoryAction | None:
 
 def insert_action_lines(session: Session, action_id: int, outcomes: Sequence[LineOutcome]) -> None:
     if outcomes:
-        session.execute(
-            insert(ActionLine),
+        session.connection().execute(
+            insert(ACTION_LINES),
             [
                 {
                     "action_id": action_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -28,8 +27,8 @@ def list_actions(
     type: Annotated[str | None, Query()] = None,
     status: str | None = None,
     created_by: str | None = None,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: datetime | None = None,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
     cursor: int | None = None,
     limit: int = 50,
 ) -> dict[str, Any]:

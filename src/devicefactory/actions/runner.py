@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.accounts import queries as accounts_queries
@@ -26,7 +27,7 @@ from devicefactory.accounts.service import actor_for
 from devicefactory.actions import queries
 from devicefactory.actions.logfile import ParsedLine, UploadParser, iter_upload
 from devicefactory.actions.models import ActionStatus, FactoryAction
-from devicefactory.actions.uploads import LineOutcome, work_line
+from devicefactory.actions.uploads import LineOutcome, work_lines
 from devicefactory.config import Settings
 from devicefactory.db import session_scope, utcnow
 
@@ -94,11 +95,22 @@ class ActionRunner:
         self._finish(action_id)
 
     def _work_batch(self, action_id: int, batch: list[ParsedLine]) -> None:
+        for attempt in range(3):
+            try:
+                return self._try_batch(action_id, batch)
+            except IntegrityError:
+                # A concurrent API call took a mac or hwsig of this batch; the retry sees it.
+                log.warning(
+                    "factory action %s: batch conflicted with a concurrent write (try %s)", action_id, attempt
+                )
+        self._try_batch(action_id, batch)
+
+    def _try_batch(self, action_id: int, batch: list[ParsedLine]) -> None:
         with session_scope(self.factory) as session:
             action = _owned(session, action_id, self.worker_id)
             actor = _actor(session, action)
             now = utcnow()
-            outcomes = [work_line(session, actor, action, line, now) for line in batch]
+            outcomes = work_lines(session, actor, action, batch, now)
             if action.validate_only:
                 session.rollback()  # validate applies nothing: keep only the outcomes
                 action = _owned(session, action_id, self.worker_id)

@@ -13,9 +13,11 @@ from devicefactory.accounts.policy import Actor
 from devicefactory.actions import files, queries
 from devicefactory.actions.models import ActionStatus, ActionType, FactoryAction
 from devicefactory.devices.models import Device
+from devicefactory.devices.search import parse_moment
 from devicefactory.errors import NotFound, ValidationFailed
 
 MAX_PAGE = 500
+MAX_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,8 @@ class ActionFile:
 
 
 def get_action(session: Session, actor: Actor, action_id: int) -> FactoryAction:
-    action = queries.find_action(session, actor, action_id)
+    # Ids beyond the column's range cannot exist: answer like any unknown id.
+    action = queries.find_action(session, actor, action_id) if 0 < action_id <= MAX_ID else None
     if action is None:
         raise NotFound(f"Factory action {action_id} not found")
     return action
@@ -46,8 +49,8 @@ def search_actions(
     type_: str | None,
     status: str | None,
     created_by: str | None,
-    created_from: datetime | None,
-    created_to: datetime | None,
+    created_from: str | datetime | None,
+    created_to: str | datetime | None,
     cursor: int | None,
     limit: int,
 ) -> Sequence[FactoryAction]:
@@ -55,17 +58,28 @@ def search_actions(
         raise ValidationFailed.of([f"type must be one of {', '.join(ActionType)}"])
     if status and status not in set(ActionStatus):
         raise ValidationFailed.of([f"status must be one of {', '.join(ActionStatus)}"])
+    bounds = {"from": _moment("from", created_from), "to": _moment("to", created_to)}
     return queries.search_actions(
         session,
         actor,
         type_=type_,
         status=status,
         created_by=created_by,
-        created_from=created_from,
-        created_to=created_to,
-        before_id=cursor,
+        created_from=bounds["from"],
+        created_to=bounds["to"],
+        before_id=min(cursor, MAX_ID + 1) if cursor is not None else None,
         limit=_page(limit),
     )
+
+
+def _moment(name: str, value: str | datetime | None) -> datetime | None:
+    """A bound given as ISO text (the API) or a datetime (the dashboard)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    moment = parse_moment(value) if value.strip() else None
+    if value.strip() and moment is None:
+        raise ValidationFailed.of([f"{name} {value} is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)"])
+    return moment
 
 
 def action_file(session: Session, actor: Actor, action_id: int, kind: str) -> ActionFile:

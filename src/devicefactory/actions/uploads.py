@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from devicefactory.accounts.policy import Actor, require
 from devicefactory.actions.logfile import LineError, LogRecord, ParsedLine
 from devicefactory.actions.models import ActionStatus, ActionType, FactoryAction
 from devicefactory.devices import factory_data
-from devicefactory.devices.factory_data import ConflictingValues, Options, Outcome
+from devicefactory.devices.factory_data import ConflictingValues, Outcome, Request
 from devicefactory.devices.fields import is_missing
 from devicefactory.errors import MissingAttributes, ServiceError, ValidationFailed
 
@@ -82,57 +83,86 @@ class LineOutcome:
     changes: str | None = None
 
 
-def work_line(
-    session: Session, actor: Actor, action: FactoryAction, parsed: ParsedLine, now: datetime
-) -> LineOutcome:
-    """One line through the same service code as the single-device endpoints."""
-    if isinstance(parsed, LineError):
-        return LineOutcome(parsed.line_no, parsed.raw, None, "invalid", "AFS-600", parsed.message)
-    dsn = parsed.fields.get("dsn") or None
+def work_lines(
+    session: Session, actor: Actor, action: FactoryAction, lines: Sequence[ParsedLine], now: datetime
+) -> list[LineOutcome]:
+    """A batch of lines through the same rules as the single-device endpoints."""
     upload_type = action.upload_type or ""
-    skip = _skip_reason(parsed, upload_type)
-    if skip:
-        return LineOutcome(parsed.line_no, parsed.raw, dsn, "skipped", None, skip)
-    try:
-        result = _apply(session, actor, action, parsed, now)
-    except ConflictingValues as conflict:
-        changes = "; ".join(change.describe() for change in conflict.changes)
+    outcomes: dict[int, LineOutcome] = {}
+    requests: list[tuple[LogRecord, Request]] = []
+    for line in lines:
+        early = _early_outcome(line, upload_type)
+        if early is not None:
+            outcomes[line.line_no] = early
+        else:
+            assert isinstance(line, LogRecord)
+            requests.append((line, _request(line, action)))
+    results = factory_data.run_requests(
+        session,
+        actor,
+        upload_type,
+        [request for _, request in requests],
+        now=now,
+        repeat_is_error=False,
+        action_id=action.id,
+    )
+    for (record, request), result in zip(requests, results, strict=True):
+        outcomes[record.line_no] = _line_outcome(record, request.dsn, result)
+    return [outcomes[line.line_no] for line in lines]
+
+
+def _early_outcome(line: ParsedLine, upload_type: str) -> LineOutcome | None:
+    """Lines decided without the database: parse errors, skipped lines, missing DSNs."""
+    if isinstance(line, LineError):
+        return LineOutcome(line.line_no, line.raw, None, "invalid", "AFS-600", line.message)
+    dsn = line.fields.get("dsn") or None
+    if line.status is not None and line.err_code != 0:
         return LineOutcome(
-            parsed.line_no, parsed.raw, dsn, "conflict", conflict.code, conflict.message, changes
+            line.line_no,
+            line.raw,
+            dsn,
+            "skipped",
+            None,
+            f"err_code {line.err_code}: the line reports a failure",
         )
-    except ServiceError as error:
-        return LineOutcome(parsed.line_no, parsed.raw, dsn, "invalid", error.code, error.message)
-    applied = "; ".join(change.describe() for change in result.changes) or None
-    message = "already holds these values" if result.outcome is Outcome.IDENTICAL else None
-    return LineOutcome(parsed.line_no, parsed.raw, dsn, result.outcome.value, None, message, applied)
-
-
-def _skip_reason(record: LogRecord, upload_type: str) -> str | None:
-    if record.status is None:  # a CSV row: always applied
-        return None
-    if record.err_code != 0:
-        return f"err_code {record.err_code}: the line reports a failure"
-    if record.status not in APPLIED_STATUSES[upload_type]:
-        return f"status {record.status} is not applied by a {upload_type} upload"
+    if line.status is not None and line.status not in APPLIED_STATUSES[upload_type]:
+        return LineOutcome(
+            line.line_no,
+            line.raw,
+            dsn,
+            "skipped",
+            None,
+            f"status {line.status} is not applied by a {upload_type} upload",
+        )
+    if line.version is not None and line.version not in APPLIED_VERSIONS[upload_type]:
+        error: ServiceError = ValidationFailed.of(
+            [f"version {line.version} lines carry no {upload_type} data"]
+        )
+        return LineOutcome(line.line_no, line.raw, dsn, "invalid", error.code, error.message)
+    if not dsn:
+        error = MissingAttributes(["dsn"])
+        return LineOutcome(line.line_no, line.raw, None, "invalid", error.code, error.message)
     return None
 
 
-def _apply(
-    session: Session, actor: Actor, action: FactoryAction, record: LogRecord, now: datetime
-) -> factory_data.Result:
-    upload_type = action.upload_type
-    if record.version is not None and record.version not in APPLIED_VERSIONS[upload_type or ""]:
-        raise ValidationFailed.of([f"version {record.version} lines carry no {upload_type} data"])
+def _request(record: LogRecord, action: FactoryAction) -> Request:
     body: dict[str, object] = dict(record.fields)
-    if upload_type == "provision" and is_missing(body.get("oem_host_version")) and action.oem_host_version:
+    if (
+        action.upload_type == "provision"
+        and is_missing(body.get("oem_host_version"))
+        and action.oem_host_version
+    ):
         body["oem_host_version"] = action.oem_host_version
-    dsn = str(body.pop("dsn", "") or "")
-    if not dsn:
-        raise MissingAttributes(["dsn"])
-    options = Options(
-        repeat_is_error=False, action_id=action.id, line_oem_id=str(body.pop("oem_id", "") or "")
-    )
-    operation = (
-        factory_data.manufacture_device if upload_type == "manufacture" else factory_data.provision_device
-    )
-    return operation(session, actor, dsn=dsn, body=body, now=now, options=options)
+    dsn = str(body.pop("dsn"))
+    return Request(dsn, body, line_oem_id=str(body.pop("oem_id", "") or "") or None)
+
+
+def _line_outcome(record: LogRecord, dsn: str, result: factory_data.Result | ServiceError) -> LineOutcome:
+    if isinstance(result, ConflictingValues):
+        changes = "; ".join(change.describe() for change in result.changes)
+        return LineOutcome(record.line_no, record.raw, dsn, "conflict", result.code, result.message, changes)
+    if isinstance(result, ServiceError):
+        return LineOutcome(record.line_no, record.raw, dsn, "invalid", result.code, result.message)
+    applied = "; ".join(change.describe() for change in result.changes) or None
+    message = "already holds these values" if result.outcome is Outcome.IDENTICAL else None
+    return LineOutcome(record.line_no, record.raw, dsn, result.outcome.value, None, message, applied)

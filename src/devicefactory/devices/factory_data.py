@@ -1,36 +1,45 @@
-"""Manufacture and provision: the rules of §4, shared by the API and log uploads."""
+"""Manufacture and provision: the rules of §4, one implementation for the API and uploads.
+
+The rules (``decide_*``) read a device and a request body and either return what
+to change or raise the AFS error; they do not touch the database. Two drivers run
+them: one device per API call, and a batch of upload lines with everything the
+rules need loaded in a few queries.
+"""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from devicefactory.accounts import queries as accounts_queries
 from devicefactory.accounts.policy import Actor, ModelKind, require
 from devicefactory.devices import fields as F
 from devicefactory.devices import queries
-from devicefactory.devices.jobs import run_as_job
-from devicefactory.devices.models import Device, DeviceStatus
+from devicefactory.devices.jobs import job_row
+from devicefactory.devices.models import DeviceStatus
 from devicefactory.devices.queries import Reach
+from devicefactory.devices.records import DeviceRecord
 from devicefactory.errors import (
     AlreadyManufactured,
     AlreadyProvisioned,
     InvalidModel,
     MissingAttributes,
     NotFound,
+    ServiceError,
     ValidationFailed,
 )
+
+UNIQUE_FIELDS = ("mac", "hwsig")
 
 
 class Outcome(enum.StrEnum):
     APPLIED = "applied"
     IDENTICAL = "identical"
-    CONFLICT = "conflict"
 
 
 @dataclass
@@ -40,223 +49,17 @@ class Change:
     new: object
 
     def describe(self) -> str:
-        return (
-            f"{self.name}: {F.display(self.name, self.old) or '(none)'} -> {F.display(self.name, self.new)}"
-        )
+        old = F.display(self.name, self.old) or "(none)"
+        return f"{self.name}: {old} -> {F.display(self.name, self.new)}"
 
 
 @dataclass
 class Result:
-    """What an operation did (or, repeated on a finished device, would do)."""
+    """What an operation did to a device (or, repeated on a finished one, that it was identical)."""
 
-    device: Device
+    device: DeviceRecord
     outcome: Outcome
     changes: list[Change] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Options:
-    """How a repeat on a device that is already done is treated.
-
-    The API answers AFS-606/609 as the seed says; uploads report ``identical`` or
-    ``conflict`` instead, so re-uploading a fixed file is safe.
-    """
-
-    repeat_is_error: bool = True
-    action_id: int | None = None
-    # Provision lines of a log carry the OEM they were made for.
-    line_oem_id: str | None = None
-
-
-API = Options()
-
-
-def manufacture_device(
-    session: Session,
-    actor: Actor,
-    *,
-    dsn: str,
-    body: Mapping[str, object],
-    now: datetime,
-    options: Options = API,
-) -> Result:
-    require(actor.may_manufacture)
-    device = _reach(session, actor, dsn, Reach.MANUFACTURE)
-    return run_as_job(
-        session,
-        lambda: _manufacture(session, device, body, now, options),
-        dsn=device.dsn,
-        operation="manufacture",
-        now=now,
-        actor=actor,
-        action_id=options.action_id,
-        success_message=_summary,
-    )
-
-
-def provision_device(
-    session: Session,
-    actor: Actor,
-    *,
-    dsn: str,
-    body: Mapping[str, object],
-    now: datetime,
-    options: Options = API,
-) -> Result:
-    require(actor.may_provision)
-    device = _reach(session, actor, dsn, Reach.PROVISION)
-    return run_as_job(
-        session,
-        lambda: _provision(session, actor, device, body, now, options),
-        dsn=device.dsn,
-        operation="provision",
-        now=now,
-        actor=actor,
-        action_id=options.action_id,
-        success_message=_summary,
-    )
-
-
-def _reach(session: Session, actor: Actor, dsn: str, reach: Reach) -> Device:
-    device = queries.find_device(session, actor, dsn, reach, lock=True)
-    if device is None:
-        raise NotFound(f"Device {dsn} not found")
-    return device
-
-
-def _summary(result: Result) -> str:
-    return result.outcome.value
-
-
-# --- manufacture --------------------------------------------------------------------
-
-
-def _manufacture(
-    session: Session, device: Device, body: Mapping[str, object], now: datetime, options: Options
-) -> Result:
-    missing = [name for name in F.MANUFACTURE_REQUIRED if F.is_missing(body.get(name))]
-    if missing:
-        raise MissingAttributes(missing)
-    _check_model(session, device, body["model"], allowed=frozenset({ModelKind.BLACK_BOX}))
-    cleaned = F.clean_fields(body, F.MANUFACTURE_REQUIRED[1:] + F.MANUFACTURE_OPTIONAL)
-    if device.status != DeviceStatus.RESERVED:
-        if options.repeat_is_error:
-            raise AlreadyManufactured()
-        return _compare(device, cleaned)
-    F.check_date(cleaned)
-    _check_failures(session, device, cleaned)
-    changes = _assign(device, cleaned.values)
-    device.status = DeviceStatus.MANUFACTURED
-    device.manufactured_at = now
-    session.flush()
-    return Result(device, Outcome.APPLIED, changes)
-
-
-# --- provision ----------------------------------------------------------------------
-
-
-def _provision(
-    session: Session,
-    actor: Actor,
-    device: Device,
-    body: Mapping[str, object],
-    now: datetime,
-    options: Options,
-) -> Result:
-    kind = _model_kind(session, device)
-    missing = _provision_missing(device, body, kind)
-    if missing:
-        raise MissingAttributes(missing)
-    _check_model(session, device, body["model"], allowed=actor.provisionable_kinds())
-    names = tuple(n for n in F.PROVISION_TABLE_ORDER + F.PROVISION_OPTIONAL if n != "model")
-    cleaned = F.clean_fields(body, names)
-    if device.status == DeviceStatus.PROVISIONED:
-        if options.repeat_is_error:
-            raise AlreadyProvisioned()
-        return _compare(device, cleaned)
-    if kind is ModelKind.BLACK_BOX and device.status != DeviceStatus.MANUFACTURED:
-        raise ValidationFailed.of([f"device {device.dsn} is not manufactured yet"])
-    F.check_date(cleaned)
-    _default_white_box_hwsig(device, cleaned, kind)
-    _check_line_oem(actor, options, cleaned)
-    _check_failures(session, device, cleaned, keep_factory_values=True)
-    changes = _assign(device, cleaned.values)
-    device.status = DeviceStatus.PROVISIONED
-    device.provisioned_at = now
-    device.owner_oem_id = actor.oem_id if not actor.is_platform_admin else device.reserved_by_oem_id
-    session.flush()
-    return Result(device, Outcome.APPLIED, changes)
-
-
-def _provision_missing(device: Device, body: Mapping[str, object], kind: ModelKind) -> list[str]:
-    missing = []
-    for name in F.PROVISION_TABLE_ORDER:
-        if not F.is_missing(body.get(name)):
-            continue
-        if name in F.PROVISION_ALWAYS_REQUIRED or getattr(device, name) is None:
-            if name == "hwsig" and kind is ModelKind.WHITE_BOX:
-                continue  # defaults to mac-<mac>
-            missing.append(name)
-    return missing
-
-
-def _default_white_box_hwsig(device: Device, cleaned: F.CleanFields, kind: ModelKind) -> None:
-    # Gateway log lines carry an empty hwsig; the seed's own example form is mac-<mac>.
-    mac = cleaned.values.get("mac") or device.mac
-    if kind is ModelKind.WHITE_BOX and "hwsig" not in cleaned.values and device.hwsig is None and mac:
-        cleaned.values["hwsig"] = f"mac-{mac}"
-
-
-def _check_line_oem(actor: Actor, options: Options, cleaned: F.CleanFields) -> None:
-    if options.line_oem_id not in (None, "") and options.line_oem_id != actor.oem_id:
-        cleaned.failures.append(f"oem_id {options.line_oem_id} is not your OEM")
-
-
-# --- shared rules -------------------------------------------------------------------
-
-
-def _check_model(session: Session, device: Device, model: object, *, allowed: frozenset[ModelKind]) -> None:
-    """AFS-601 when the model is not the device's or not of a kind the caller may use."""
-    if model != device.model:
-        raise InvalidModel(model)
-    if _model_kind(session, device) not in allowed:
-        raise InvalidModel(model)
-
-
-def _model_kind(session: Session, device: Device) -> ModelKind:
-    model = accounts_queries.get_model(session, device.model)
-    assert model is not None  # a foreign key
-    return ModelKind(model.kind)
-
-
-def _check_failures(
-    session: Session, device: Device, cleaned: F.CleanFields, *, keep_factory_values: bool = False
-) -> None:
-    failures = list(cleaned.failures)
-    if keep_factory_values:
-        for name in F.FACTORY_FIELDS:
-            current = getattr(device, name)
-            if name in cleaned.values and current is not None and current != cleaned.values[name]:
-                failures.append(f"{name} does not match the manufactured value {F.display(name, current)}")
-    failures += [
-        f"{name} is already taken" for name in queries.field_owners(session, device.dsn, cleaned.values)
-    ]
-    if failures:
-        raise ValidationFailed.of(failures)
-
-
-def _compare(device: Device, cleaned: F.CleanFields) -> Result:
-    """A repeat on a finished device: identical, or a conflict naming each field."""
-    changes = [
-        Change(name, getattr(device, name), value)
-        for name, value in cleaned.values.items()
-        if getattr(device, name) != value
-    ]
-    if cleaned.bad_date is not None:
-        changes.append(Change("dom_at", device.dom_at, cleaned.bad_date))
-    if changes:
-        raise ConflictingValues(changes)
-    return Result(device, Outcome.IDENTICAL)
 
 
 class ConflictingValues(ValidationFailed):
@@ -270,10 +73,280 @@ class ConflictingValues(ValidationFailed):
         )
 
 
-def _assign(device: Device, values: Mapping[str, Any]) -> list[Change]:
+class UniqueValues(Protocol):
+    def holder(self, name: str, value: str) -> str | None:
+        """The DSN that holds ``value`` in the unique field ``name``, if any."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One manufacture or provision request: the API's body, or an upload line."""
+
+    dsn: str
+    body: Mapping[str, object]
+    # Provision lines of a log carry the OEM they were made for (§7).
+    line_oem_id: str | None = None
+
+
+# --- the rules ----------------------------------------------------------------------
+
+
+@dataclass
+class Decision:
+    outcome: Outcome
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def decide_manufacture(
+    device: DeviceRecord,
+    kind: ModelKind,
+    body: Mapping[str, object],
+    *,
+    repeat_is_error: bool,
+    unique: UniqueValues,
+) -> Decision:
+    missing = [name for name in F.MANUFACTURE_REQUIRED if F.is_missing(body.get(name))]
+    if missing:
+        raise MissingAttributes(missing)
+    _check_model(device, kind, body["model"], allowed=frozenset({ModelKind.BLACK_BOX}))
+    cleaned = F.clean_fields(body, F.MANUFACTURE_REQUIRED[1:] + F.MANUFACTURE_OPTIONAL)
+    if device.status != DeviceStatus.RESERVED:
+        if repeat_is_error:
+            raise AlreadyManufactured()
+        return _compare(device, cleaned)
+    F.check_date(cleaned)
+    _check_failures(device, cleaned, unique)
+    return Decision(Outcome.APPLIED, cleaned.values)
+
+
+def decide_provision(
+    device: DeviceRecord,
+    kind: ModelKind,
+    actor: Actor,
+    request: Request,
+    *,
+    repeat_is_error: bool,
+    unique: UniqueValues,
+) -> Decision:
+    body = request.body
+    missing = _provision_missing(device, body, kind)
+    if missing:
+        raise MissingAttributes(missing)
+    _check_model(device, kind, body["model"], allowed=actor.provisionable_kinds())
+    cleaned = F.clean_fields(body, F.PROVISION_FIELDS)
+    if device.status == DeviceStatus.PROVISIONED:
+        if repeat_is_error:
+            raise AlreadyProvisioned()
+        return _compare(device, cleaned)
+    if kind is ModelKind.BLACK_BOX and device.status != DeviceStatus.MANUFACTURED:
+        raise ValidationFailed.of([f"device {device.dsn} is not manufactured yet"])
+    F.check_date(cleaned)
+    _default_white_box_hwsig(device, cleaned, kind)
+    if request.line_oem_id and request.line_oem_id != actor.oem_id:
+        cleaned.failures.append(f"oem_id {request.line_oem_id} is not your OEM")
+    _check_failures(device, cleaned, unique, keep_factory_values=True)
+    return Decision(Outcome.APPLIED, cleaned.values)
+
+
+def _provision_missing(device: DeviceRecord, body: Mapping[str, object], kind: ModelKind) -> list[str]:
+    missing = []
+    for name in F.PROVISION_TABLE_ORDER:
+        if not F.is_missing(body.get(name)):
+            continue
+        if name in F.PROVISION_ALWAYS_REQUIRED or getattr(device, name) is None:
+            if name == "hwsig" and kind is ModelKind.WHITE_BOX:
+                continue  # defaults to mac-<mac>
+            missing.append(name)
+    return missing
+
+
+def _default_white_box_hwsig(device: DeviceRecord, cleaned: F.CleanFields, kind: ModelKind) -> None:
+    # Gateway log lines carry an empty hwsig; the seed's own example form is mac-<mac>.
+    mac = cleaned.values.get("mac") or device.mac
+    if kind is ModelKind.WHITE_BOX and "hwsig" not in cleaned.values and device.hwsig is None and mac:
+        cleaned.values["hwsig"] = f"mac-{mac}"
+
+
+def _check_model(
+    device: DeviceRecord, kind: ModelKind, model: object, *, allowed: frozenset[ModelKind]
+) -> None:
+    """AFS-601 when the model is not the device's or not of a kind the caller may use."""
+    if model != device.model or kind not in allowed:
+        raise InvalidModel(model)
+
+
+def _check_failures(
+    device: DeviceRecord, cleaned: F.CleanFields, unique: UniqueValues, *, keep_factory_values: bool = False
+) -> None:
+    failures = list(cleaned.failures)
+    if keep_factory_values:
+        for name in F.FACTORY_FIELDS:
+            current = getattr(device, name)
+            if name in cleaned.values and current is not None and current != cleaned.values[name]:
+                failures.append(f"{name} does not match the manufactured value {F.display(name, current)}")
+    for name in UNIQUE_FIELDS:
+        value = cleaned.values.get(name)
+        if value is not None and unique.holder(name, value) not in (None, device.dsn):
+            failures.append(f"{name} is already taken")
+    if failures:
+        raise ValidationFailed.of(failures)
+
+
+def _compare(device: DeviceRecord, cleaned: F.CleanFields) -> Decision:
+    """A repeat on a finished device: identical, or a conflict naming each field."""
+    changes = [
+        Change(name, getattr(device, name), value)
+        for name, value in cleaned.values.items()
+        if getattr(device, name) != value
+    ]
+    if cleaned.bad_date is not None:
+        changes.append(Change("dom_at", device.dom_at, cleaned.bad_date))
+    if changes:
+        raise ConflictingValues(changes)
+    return Decision(Outcome.IDENTICAL)
+
+
+def apply_decision(
+    device: DeviceRecord, decision: Decision, *, operation: str, owner: str | None, now: datetime
+) -> Result:
+    if decision.outcome is Outcome.IDENTICAL:
+        return Result(device, Outcome.IDENTICAL)
     changes = []
-    for name, value in values.items():
+    for name, value in decision.values.items():
         if getattr(device, name) != value:
             changes.append(Change(name, getattr(device, name), value))
             setattr(device, name, value)
-    return changes
+    if operation == "manufacture":
+        device.status, device.manufactured_at = DeviceStatus.MANUFACTURED, now
+    else:
+        device.status, device.provisioned_at, device.owner_oem_id = DeviceStatus.PROVISIONED, now, owner
+    return Result(device, Outcome.APPLIED, changes)
+
+
+# --- the drivers --------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    """Everything the rules need for a set of requests, loaded in a few queries."""
+
+    devices: dict[str, DeviceRecord]
+    kinds: dict[str, ModelKind]
+    holders: dict[tuple[str, str], str]
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+
+    def holder(self, name: str, value: str) -> str | None:
+        return self.holders.get((name, value))
+
+    def claim(self, device: DeviceRecord) -> None:
+        """Later requests of the same batch see the values this one took."""
+        for name in UNIQUE_FIELDS:
+            value = getattr(device, name)
+            if value is not None:
+                self.holders[(name, value)] = device.dsn
+
+
+def load_batch(session: Session, actor: Actor, operation: str, requests: Sequence[Request]) -> Batch:
+    reach = Reach.MANUFACTURE if operation == "manufacture" else Reach.PROVISION
+    devices = queries.find_devices(session, actor, [r.dsn for r in requests], reach)
+    values = {
+        name: {str(v) for r in requests if (v := _unique_value(name, r.body.get(name)))}
+        for name in UNIQUE_FIELDS
+    }
+    # White-box provisions without a hwsig take mac-<mac> (and the device's own mac).
+    macs = values["mac"] | {d.mac for d in devices.values() if d.mac}
+    values["hwsig"] |= {f"mac-{mac}" for mac in macs}
+    holders = queries.unique_holders(session, values)
+    kinds = {name: ModelKind(kind) for name, kind in queries.model_kinds(session).items()}
+    return Batch(devices, kinds, holders)
+
+
+def _unique_value(name: str, value: object) -> str | None:
+    """The value as the rules will clean it (so the preload finds its holder)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or F.is_missing(value):
+        return None
+    text = str(value).strip()
+    return F.normalize_mac(text) if name == "mac" else text
+
+
+def run_requests(
+    session: Session,
+    actor: Actor,
+    operation: str,
+    requests: Sequence[Request],
+    *,
+    now: datetime,
+    repeat_is_error: bool,
+    action_id: int | None = None,
+) -> list[Result | ServiceError]:
+    """Apply each request in order (a refused one changes nothing); jobs for every reachable device."""
+    require(actor.may_manufacture if operation == "manufacture" else actor.may_provision)
+    batch = load_batch(session, actor, operation, requests)
+    results: list[Result | ServiceError] = []
+    for request in requests:
+        results.append(_run_one(batch, actor, operation, request, now, repeat_is_error, action_id))
+    queries.update_devices(session, batch.devices.values())
+    queries.insert_jobs(session, batch.jobs)
+    return results
+
+
+def _run_one(
+    batch: Batch,
+    actor: Actor,
+    operation: str,
+    request: Request,
+    now: datetime,
+    repeat_is_error: bool,
+    action_id: int | None,
+) -> Result | ServiceError:
+    device = batch.devices.get(request.dsn)
+    if device is None:
+        return NotFound(f"Device {request.dsn} not found")
+    job: Callable[..., dict[str, Any]] = lambda **kw: job_row(  # noqa: E731
+        device, operation=operation, now=now, actor=actor, action_id=action_id, **kw
+    )
+    try:
+        kind = batch.kinds[device.model]
+        if operation == "manufacture":
+            decision = decide_manufacture(
+                device, kind, request.body, repeat_is_error=repeat_is_error, unique=batch
+            )
+        else:
+            decision = decide_provision(
+                device, kind, actor, request, repeat_is_error=repeat_is_error, unique=batch
+            )
+    except ServiceError as error:
+        batch.jobs.append(job(error=error))
+        return error
+    owner = actor.oem_id if not actor.is_platform_admin else device.reserved_by_oem_id
+    result = apply_decision(device, decision, operation=operation, owner=owner, now=now)
+    batch.claim(device)
+    batch.jobs.append(job(message=result.outcome.value))
+    return result
+
+
+def manufacture_device(
+    session: Session, actor: Actor, *, dsn: str, body: Mapping[str, object], now: datetime
+) -> Result:
+    """The seed's manufacture call: one request, errors raised as the API reports them."""
+    return _single(session, actor, "manufacture", Request(dsn, body), now)
+
+
+def provision_device(
+    session: Session, actor: Actor, *, dsn: str, body: Mapping[str, object], now: datetime
+) -> Result:
+    return _single(session, actor, "provision", Request(dsn, body), now)
+
+
+def _single(session: Session, actor: Actor, operation: str, request: Request, now: datetime) -> Result:
+    try:
+        with session.begin_nested():
+            (result,) = run_requests(session, actor, operation, [request], now=now, repeat_is_error=True)
+    except IntegrityError:
+        # A concurrent request took the same mac or hwsig between our check and our write.
+        raise ValidationFailed.of(["mac or hwsig is already taken"]) from None
+    if isinstance(result, NotFound):
+        raise result  # nothing reachable: no job was recorded
+    if isinstance(result, ServiceError):
+        raise result.recorded()  # the failed job must be committed with the refusal
+    return result

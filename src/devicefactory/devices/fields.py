@@ -34,6 +34,7 @@ PROVISION_TABLE_ORDER = (
     "dom_at",
 )
 PROVISION_OPTIONAL = ("manuf_sn", "odm", "wifi_setup_key", "ads_connect_flag")
+PROVISION_FIELDS = tuple(n for n in PROVISION_TABLE_ORDER + PROVISION_OPTIONAL if n != "model")
 # Fields that manufacture sets and provision may only repeat, never change.
 FACTORY_FIELDS = (
     "mac",
@@ -51,14 +52,15 @@ MAX_HWSIG = 128
 _MAC_SEPARATORS = re.compile(r"[:\-]")
 _HEX12 = re.compile(r"^[0-9a-f]{12}$")
 _DOM_FORMAT = "%Y/%m/%d %H:%M:%S"
-_ZONES = ("UTC", "GMT")
+_DOM = re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2}) +(\d{1,2}):(\d{2}):(\d{2}) +(?:UTC|GMT|utc|gmt)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TRUE = (True, 1, "1", "true", "True", "TRUE")
 _FALSE = (False, 0, "0", "false", "False", "FALSE")
 
 
 def is_missing(value: object) -> bool:
     """An empty string or JSON null counts as missing (§4)."""
-    return value is None or (isinstance(value, str) and value.strip() == "")
+    return value is None or value == "" or (isinstance(value, str) and not value.strip())
 
 
 @dataclass
@@ -113,11 +115,11 @@ def _text_problem(name: str, text: str) -> str | None:
     limit = MAX_HWSIG if name == "hwsig" else MAX_TEXT
     if len(text) > limit:
         return f"{name} is longer than {limit} characters"
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        return f"{name} contains control characters"
-    if name == "hwsig" and not text.isprintable():
+    if text.isprintable():  # the common case, in C
+        return None
+    if name == "hwsig":
         return "hwsig must be printable characters"
-    return None
+    return f"{name} contains control characters" if _CONTROL.search(text) else None
 
 
 def normalize_mac(text: str) -> str | None:
@@ -130,11 +132,12 @@ def parse_dom(value: object) -> datetime | None:
     """``%Y/%m/%d %H:%M:%S UTC`` (GMT too) -> an aware UTC datetime; None when invalid."""
     if not isinstance(value, str):
         return None
-    text, _, zone = value.strip().rpartition(" ")
-    if zone.upper() not in _ZONES:
+    match = _DOM.match(value.strip())
+    if match is None:
         return None
-    try:
-        return datetime.strptime(text.strip(), _DOM_FORMAT).replace(tzinfo=UTC)
+    try:  # strptime costs ten times this on the upload hot path
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         return None
 
@@ -158,6 +161,8 @@ def format_dom(value: datetime | None) -> str | None:
 
 def display(name: str, value: object) -> str:
     """A field value as people read it in messages (dates in the input format)."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime(_DOM_FORMAT) + " UTC"
     if isinstance(value, bool):

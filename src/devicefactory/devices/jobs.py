@@ -4,56 +4,55 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor
 from devicefactory.devices import queries
-from devicefactory.devices.models import JobResult
+from devicefactory.devices.models import Device, JobResult
+from devicefactory.devices.records import DeviceRecord
 from devicefactory.errors import ServiceError
 
 T = TypeVar("T")
 
 
-def record_job(
-    session: Session,
+def job_row(
+    device: Device | DeviceRecord,
     *,
-    dsn: str,
     operation: str,
     now: datetime,
     actor: Actor | None,
     action_id: int | None = None,
     error: ServiceError | None = None,
     message: str | None = None,
-) -> None:
-    queries.insert_jobs(
-        session,
-        [
-            {
-                "dsn": dsn,
-                "action_id": action_id,
-                "operation": operation,
-                "result": JobResult.FAILURE if error else JobResult.SUCCESS,
-                "error_code": error.code if error else None,
-                "message": error.message if error else message,
-                "created_by": actor.email if actor else None,
-                "created_at": now,
-            }
-        ],
-    )
-    queries.set_last_job_failed(session, dsn, error is not None)
+) -> dict[str, Any]:
+    """A job for ``device``; also marks whether its latest job failed (errors=failure)."""
+    device.last_job_failed = error is not None
+    return {
+        "dsn": device.dsn,
+        "action_id": action_id,
+        "operation": operation,
+        "result": JobResult.FAILURE if error else JobResult.SUCCESS,
+        "error_code": error.code if error else None,
+        "message": error.message if error else message,
+        "created_by": actor.email if actor else None,
+        "created_at": now,
+    }
+
+
+def record_job(session: Session, device: Device, **job: Any) -> None:
+    queries.insert_jobs(session, [job_row(device, **job)])
 
 
 def run_as_job(
     session: Session,
     work: Callable[[], T],
     *,
-    dsn: str,
+    device: Device,
     operation: str,
     now: datetime,
     actor: Actor,
-    action_id: int | None = None,
     success_message: Callable[[T], str | None] = lambda _: None,
 ) -> T:
     """Run ``work`` in a savepoint; record its job whether it succeeds or is refused.
@@ -65,23 +64,7 @@ def run_as_job(
         with session.begin_nested():
             result = work()
     except ServiceError as error:
-        record_job(
-            session,
-            dsn=dsn,
-            operation=operation,
-            now=now,
-            actor=actor,
-            action_id=action_id,
-            error=error,
-        )
+        record_job(session, device, operation=operation, now=now, actor=actor, error=error)
         raise error.recorded() from None
-    record_job(
-        session,
-        dsn=dsn,
-        operation=operation,
-        now=now,
-        actor=actor,
-        action_id=action_id,
-        message=success_message(result),
-    )
+    record_job(session, device, operation=operation, now=now, actor=actor, message=success_message(result))
     return result

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, insert, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -14,9 +27,12 @@ from sqlalchemy.orm import Session
 from devicefactory.accounts.models import ModuleModel
 from devicefactory.accounts.policy import Actor
 from devicefactory.devices.models import Counter, Device, DeviceStatus, Job
+from devicefactory.devices.records import RECORD_COLUMNS, DeviceRecord
 from devicefactory.devices.search import DeviceSearch, prefix_of
 
 DSN_COUNTER = "dsn"
+DEVICES = cast(Table, Device.__table__)
+JOBS = cast(Table, Job.__table__)
 KEYS_GENERATED = "keys_generated"
 
 
@@ -110,23 +126,65 @@ def insert_devices(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    session.execute(insert(Job), list(rows))
+    if rows:
+        # Core executemany: the ORM's bulk path costs more than the insert itself here.
+        session.connection().execute(insert(JOBS), list(rows))
 
 
-def set_last_job_failed(session: Session, dsn: str, failed: bool) -> None:
-    session.execute(update(Device).where(Device.dsn == dsn).values(last_job_failed=failed))
+def find_devices(
+    session: Session, actor: Actor, dsns: Sequence[str], reach: Reach
+) -> dict[str, DeviceRecord]:
+    """The reachable devices among ``dsns``, locked for the rest of the transaction."""
+    found: dict[str, DeviceRecord] = {}
+    unique = sorted(set(dsns))
+    columns = [getattr(Device, name) for name in RECORD_COLUMNS]
+    for start in range(0, len(unique), 900):  # under every database's bound-parameter limit
+        chunk = unique[start : start + 900]
+        query = select(*columns).where(Device.dsn.in_(chunk), reachable(actor, reach)).with_for_update()
+        found.update(
+            (row[0], DeviceRecord(dict(zip(RECORD_COLUMNS, row, strict=True))))
+            for row in session.execute(query)
+        )
+    return found
 
 
-def field_owners(session: Session, dsn: str, values: dict[str, str]) -> list[str]:
-    """Names of the unique fields (mac, hwsig) whose value another device already holds."""
-    taken: list[str] = []
-    for name in ("mac", "hwsig"):
-        if name in values:
-            column = getattr(Device, name)
-            other = session.scalar(select(Device.dsn).where(column == values[name], Device.dsn != dsn))
-            if other is not None:
-                taken.append(name)
-    return taken
+_NEW = {name: f"new_{name}" for name in RECORD_COLUMNS}
+
+
+def update_devices(session: Session, records: Iterable[DeviceRecord]) -> None:
+    """Write what changed, one executemany per set of changed columns."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for record in records:
+        if record.changed:
+            names = tuple(sorted(record.changed))
+            row = {_NEW[name]: value for name, value in record.changed.items()}
+            row["key"] = record.dsn
+            groups.setdefault(names, []).append(row)
+    table = DEVICES
+    for names, rows in groups.items():
+        statement = (
+            update(table)
+            .where(table.c.dsn == bindparam("key"))
+            .values({n: bindparam(f"new_{n}") for n in names})
+        )
+        session.connection().execute(statement, rows)
+
+
+def unique_holders(session: Session, values: dict[str, set[str]]) -> dict[tuple[str, str], str]:
+    """Which device holds each of the given mac / hwsig values."""
+    holders: dict[tuple[str, str], str] = {}
+    for name, wanted in values.items():
+        column = getattr(Device, name)
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), 900):
+            rows = session.execute(select(column, Device.dsn).where(column.in_(ordered[start : start + 900])))
+            holders.update(((name, value), dsn) for value, dsn in rows)
+    return holders
+
+
+def model_kinds(session: Session) -> dict[str, str]:
+    rows = session.execute(select(ModuleModel.name, ModuleModel.kind)).all()
+    return {row[0]: row[1] for row in rows}
 
 
 def jobs_of(session: Session, dsn: str) -> Sequence[Job]:

@@ -7,9 +7,10 @@ from typing import Any
 from devicefactory.accounts.schemas import iso
 from devicefactory.devices.fields import format_dom
 from devicefactory.devices.models import Device, Job
+from devicefactory.devices.records import DeviceRecord
 
 
-def manufacture_json(device: Device) -> dict[str, Any]:
+def manufacture_json(device: Device | DeviceRecord) -> dict[str, Any]:
     return {
         "dsn": device.dsn,
         "model": device.model,
@@ -26,7 +27,7 @@ def manufacture_json(device: Device) -> dict[str, Any]:
     }
 
 
-def provision_json(device: Device) -> dict[str, Any]:
+def provision_json(device: Device | DeviceRecord) -> dict[str, Any]:
     return {**manufacture_json(device), "oem": device.owner_oem_id, "oem_model": device.oem_model}
 
 

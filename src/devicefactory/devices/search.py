@@ -36,6 +36,8 @@ STATUSES = ("reserved", "manufactured", "provisioned")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _AYLA_FILTER = re.compile(r"^filter\[([a-z_]+)\]$")
+_DIGITS = re.compile(r"[0-9]{1,10}")
+MAX_ID = 2**31 - 1
 
 
 @dataclass
@@ -68,6 +70,8 @@ def parse_search(params: Mapping[str, str]) -> DeviceSearch:
 
 
 def _apply(search: DeviceSearch, name: str, value: str) -> str | None:
+    if not value.isprintable() or len(value) > 255:
+        return f"{name} must be at most 255 printable characters"
     ayla = _AYLA_FILTER.match(name)
     if ayla:
         key = ayla.group(1)
@@ -141,7 +145,7 @@ def _control(search: DeviceSearch, name: str, value: str) -> str | None:
             return "errors must be failure or success"
         search.last_job_failed = value == "failure"
     elif name == "limit":
-        if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_LIMIT:
             return f"limit must be an integer between 1 and {MAX_LIMIT}"
         search.limit = int(value)
     elif name == "cursor":
@@ -155,7 +159,7 @@ def _control(search: DeviceSearch, name: str, value: str) -> str | None:
     elif name == "order_by":
         return None if value == "dsn" else "order_by must be dsn"
     elif name == "action_id":
-        if not value.isdigit():
+        if not _DIGITS.fullmatch(value) or int(value) > MAX_ID:
             return "action_id must be an integer"
         search.action_id = int(value)
     else:

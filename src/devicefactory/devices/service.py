@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,7 @@ from devicefactory.keys.crypto import (
 )
 
 MAX_RESERVE = 1000
+_INTEGER = re.compile(r"-?[0-9]{1,12}")
 VERIFY_WINDOW_SECONDS = 300
 
 
@@ -89,7 +91,7 @@ def _parse_count(value: object) -> int:
     number: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         number = int(value.strip())
     if number is None or number > MAX_RESERVE:
         raise InvalidCount(value)
@@ -228,7 +230,7 @@ def verify_device(
         session.flush()
         return device
 
-    return run_as_job(session, verify, dsn=device.dsn, operation="verify", now=now, actor=actor)
+    return run_as_job(session, verify, device=device, operation="verify", now=now, actor=actor)
 
 
 def _check_verify_token(device: Device, token: object, now: datetime, master_key: MasterKey) -> None:
@@ -289,7 +291,7 @@ def factory_reset(
         message = run_as_job(
             session,
             functools.partial(_reset_step, device, step),
-            dsn=device.dsn,
+            device=device,
             operation=f"factory_reset:{step}",
             now=now,
             actor=actor,

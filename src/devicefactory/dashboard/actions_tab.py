@@ -1,0 +1,180 @@
+"""The Factory Actions tab: the action list, RESERVE DSNS, uploads, progress and files."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from devicefactory.accounts import service as accounts
+from devicefactory.accounts.models import ModuleModel, Oem
+from devicefactory.accounts.policy import Actor, ModelKind
+from devicefactory.actions import queries as action_queries
+from devicefactory.actions import service, uploads
+from devicefactory.actions.models import ActionLine, ActionStatus, ActionType, FactoryAction
+from devicefactory.dashboard import csrf, forms
+from devicefactory.dashboard.pages import DashboardRoute, redirect, render
+from devicefactory.dashboard.session import PREFIX, CheckedForm, DashboardActor, session_token
+from devicefactory.devices import service as devices
+from devicefactory.errors import MissingAttributes, ValidationFailed
+from devicefactory.web import NowDep, SessionDep, SettingsDep
+
+router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
+
+LINES_SHOWN = 500
+FINAL = (ActionStatus.SUCCESS, ActionStatus.FAILURE)
+
+
+def action_files(action: FactoryAction) -> list[tuple[str, str]]:
+    """(kind, label) of the files an action offers."""
+    if action.type == ActionType.RESERVE:
+        files = [("csv", "CSV"), ("log", "LOG")]
+        return [*files, ("xml", "XML bundle")] if action.oem_id else files
+    if action.status not in FINAL:
+        return []
+    return [("csv", "CSV"), ("log", "LOG"), ("failed", "Failed lines")]
+
+
+def reservable_models(session: Session, actor: Actor) -> list[ModuleModel]:
+    kinds = actor.reservable_kinds()
+    return [model for model in accounts.list_models(session) if ModelKind(model.kind) in kinds]
+
+
+def upload_lines(
+    session: Session, actor: Actor, action_id: int, *, problems_only: bool
+) -> tuple[FactoryAction, Sequence[ActionLine]]:
+    """The action (tenant-checked by the service) and the outcomes of its first lines."""
+    action = service.get_action(session, actor, action_id)
+    if action.type == ActionType.RESERVE or action.status not in FINAL:
+        return action, []
+    lines = action_queries.action_lines(session, action.id, failed_only=problems_only)
+    return action, list(itertools.islice(lines, LINES_SHOWN))
+
+
+@router.get("")
+def actions_page(request: Request, actor: DashboardActor, session: SessionDep) -> Response:
+    """The landing page: the OEM's factory actions, newest first."""
+    error: ValidationFailed | None = None
+    actions: Sequence[FactoryAction] = []
+    filters = forms.ActionFilters()
+    try:
+        filters = forms.action_filters(request.query_params)
+        actions = service.search_actions(
+            session,
+            actor,
+            type_=filters.type,
+            status=filters.status,
+            created_by=filters.created_by,
+            created_from=filters.created_from,
+            created_to=filters.created_to,
+            cursor=filters.cursor,
+            limit=forms.ACTIONS_PAGE,
+        )
+    except ValidationFailed as failed:
+        error = failed
+    done_id = forms.positive_int(request.query_params.get("done"))
+    done = service.get_action(session, actor, done_id) if done_id else None
+    oems: Sequence[Oem] = accounts.list_oems(session, actor) if actor.is_platform_admin else []
+    return render(
+        request,
+        "actions.html",
+        {
+            "tab": "actions",
+            "actions": actions,
+            "filters": filters,
+            "error": error,
+            "done": done,
+            "next_cursor": actions[-1].id if len(actions) == forms.ACTIONS_PAGE else None,
+            "models": reservable_models(session, actor) if actor.may_reserve else [],
+            "oems": oems,
+            "action_files": action_files,
+            "types": forms.ACTION_TYPES,
+            "statuses": forms.ACTION_STATUSES,
+        },
+        status_code=error.status_code if error else 200,
+    )
+
+
+@router.post("/actions/reserve")
+def reserve(
+    actor: DashboardActor, form: CheckedForm, session: SessionDep, settings: SettingsDep, now: NowDep
+) -> Response:
+    """RESERVE DSNS: one contiguous range with a key pair each; then the bundle is offered."""
+    body = {"model": form.get("model"), "count": form.get("count")}
+    if actor.is_platform_admin and form.get("oem_id"):
+        body["oem_id"] = form.get("oem_id")
+    reservation = devices.reserve_devices(session, actor, body=body, now=now, dsn_prefix=settings.dsn_prefix)
+    return redirect(f"{PREFIX}?done={reservation.action_id}")
+
+
+@router.post("/actions/upload")
+async def upload(
+    request: Request, actor: DashboardActor, session: SessionDep, settings: SettingsDep, now: NowDep
+) -> Response:
+    """A factory log or CSV: the action is queued and worked in the background."""
+    form = await request.form(max_files=1, max_fields=16)
+    try:
+        csrf.check(request, form.get(csrf.FIELD), session_token(request))
+        file = form.get("file")
+        if not isinstance(file, UploadFile) or not file.filename:
+            raise MissingAttributes(["file"])
+        version = str(form.get("oem_host_version") or "").strip()
+        action = await run_in_threadpool(
+            uploads.create_upload_action,
+            session,
+            actor,
+            upload_type=str(form.get("type") or ""),
+            validate_only=form.get("validate_only") == "true",
+            file_name=file.filename,
+            stream=file.file,
+            upload_dir=settings.upload_dir,
+            oem_host_version=version or None,
+            now=now,
+        )
+    finally:
+        await form.close()
+    return redirect(f"{PREFIX}/actions/{action.id}")
+
+
+def _action_context(request: Request, session: Session, actor: Actor, action_id: int) -> dict[str, object]:
+    problems_only = request.query_params.get("lines") == "problems"
+    action, lines = upload_lines(session, actor, action_id, problems_only=problems_only)
+    total = max(action.lines_total, 1)
+    return {
+        "tab": "actions",
+        "action": action,
+        "lines": lines,
+        "lines_shown": LINES_SHOWN,
+        "problems_only": problems_only,
+        "final": action.status in FINAL,
+        "percent": 100 if action.status in FINAL else min(99, action.lines_done * 100 // total),
+        "files": action_files(action),
+    }
+
+
+@router.get("/actions/{action_id}")
+def action_page(action_id: int, request: Request, actor: DashboardActor, session: SessionDep) -> Response:
+    """One action: its progress while it runs, then its outcome and each line's."""
+    return render(request, "action.html", _action_context(request, session, actor, action_id))
+
+
+@router.get("/actions/{action_id}/live")
+def action_live(action_id: int, request: Request, actor: DashboardActor, session: SessionDep) -> Response:
+    """The progress panel alone, polled by the page (and the upload dialogs) while the action runs."""
+    return render(request, "_action_live.html", _action_context(request, session, actor, action_id))
+
+
+@router.get("/actions/{action_id}/files/{kind}")
+def action_file(action_id: int, kind: str, actor: DashboardActor, session: SessionDep) -> Response:
+    """CSV, LOG, XML (reserve bundle) or failed lines, with the session cookie."""
+    file = service.action_file(session, actor, action_id, kind)
+    disposition = f'attachment; filename="{file.filename}"'
+    return Response(
+        file.content,
+        media_type=file.media_type,
+        headers={"Content-Disposition": disposition, "Cache-Control": "no-store"},
+    )

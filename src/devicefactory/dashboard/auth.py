@@ -1,0 +1,98 @@
+"""Sign-in and sign-out pages."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from fastapi import APIRouter, Request, Response
+
+from devicefactory.accounts import service as accounts
+from devicefactory.dashboard import csrf
+from devicefactory.dashboard.pages import DashboardRoute, redirect, render
+from devicefactory.dashboard.session import (
+    PREFIX,
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    SIGN_IN_COOKIE_SECONDS,
+    CheckedForm,
+    SignInForm,
+    clear_cookie,
+    new_nonce,
+    safe_next,
+    session_token,
+    set_cookie,
+)
+from devicefactory.errors import Unauthorized
+from devicefactory.web import NowDep, SessionDep, SettingsDep
+
+router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
+
+NOTICES = {
+    "expired": "Your session has ended. Please sign in again.",
+    "signed_out": "You have signed out.",
+}
+
+
+def _sign_in_page(
+    request: Request, *, next_path: str, email: str = "", error: Unauthorized | None = None
+) -> Response:
+    nonce = request.cookies.get(SIGN_IN_COOKIE) or new_nonce()
+    notice = next((text for key, text in NOTICES.items() if key in request.query_params), None)
+    response = render(
+        request,
+        "sign_in.html",
+        {
+            "sign_in_token": csrf.token(request, nonce, purpose="sign-in"),
+            "next": next_path,
+            "email": email,
+            "error": error,
+            "notice": None if error else notice,
+        },
+        status_code=error.status_code if error else 200,
+    )
+    set_cookie(request, response, SIGN_IN_COOKIE, nonce, SIGN_IN_COOKIE_SECONDS)
+    return response
+
+
+@router.get("/sign_in")
+def sign_in_page(request: Request, next: str | None = None) -> Response:
+    return _sign_in_page(request, next_path=safe_next(next))
+
+
+@router.post("/sign_in")
+def sign_in(
+    request: Request, form: SignInForm, session: SessionDep, settings: SettingsDep, now: NowDep
+) -> Response:
+    email = str(form.get("email") or "").strip()
+    next_path = safe_next(str(form.get("next") or ""))
+    try:
+        tokens = accounts.sign_in(
+            session,
+            email=email,
+            password=str(form.get("password") or ""),
+            now=now,
+            token_ttl=settings.token_ttl,
+            lockout=accounts.LockoutPolicy(
+                settings.lockout_failures, timedelta(seconds=settings.lockout_seconds)
+            ),
+        )
+    except Unauthorized as error:
+        # The failed attempt the service recorded (towards the lockout) is committed.
+        return _sign_in_page(request, next_path=next_path, email=email, error=error)
+    response = redirect(next_path)
+    set_cookie(request, response, SESSION_COOKIE, tokens.access_token, tokens.expires_in)
+    clear_cookie(request, response, SIGN_IN_COOKIE)
+    return response
+
+
+@router.post("/sign_out")
+def sign_out(request: Request, _form: CheckedForm, session: SessionDep, now: NowDep) -> Response:
+    token = session_token(request)
+    if token:
+        # Already expired or revoked: signing out is done either way.
+        with contextlib.suppress(Unauthorized):
+            accounts.sign_out(session, access_token=token, now=now)
+    response = redirect(f"{PREFIX}/sign_in?signed_out=1")
+    clear_cookie(request, response, SESSION_COOKIE)
+    return response

@@ -1,0 +1,100 @@
+"""The dashboard session: a cookie holding the access token that sign_in issued.
+
+The token is checked with ``accounts.service.authenticate`` on every request, so a
+dashboard session expires and is revoked exactly like an API token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
+
+from devicefactory.accounts import service as accounts
+from devicefactory.accounts.policy import Actor
+from devicefactory.dashboard import csrf
+from devicefactory.errors import Unauthorized
+from devicefactory.web import get_now, get_session
+
+PREFIX = "/dashboard"
+SESSION_COOKIE = "df_session"
+SIGN_IN_COOKIE = "df_sign_in"
+SIGN_IN_COOKIE_SECONDS = 3600
+MAX_FORM_FIELDS = 64
+
+
+def session_token(request: Request) -> str | None:
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
+def _is_https(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    """HttpOnly, SameSite=Lax, limited to the dashboard, Secure when the request is HTTPS."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=PREFIX,
+        httponly=True,
+        samesite="lax",
+        secure=_is_https(request),
+    )
+
+
+def clear_cookie(request: Request, response: Response, name: str) -> None:
+    response.delete_cookie(name, path=PREFIX, httponly=True, samesite="lax", secure=_is_https(request))
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a dashboard path of this site, never another host."""
+    if not value or not value.startswith(PREFIX) or value.startswith("//") or "\\" in value:
+        return PREFIX
+    if value.startswith(f"{PREFIX}/sign_"):
+        return PREFIX
+    return value
+
+
+def get_dashboard_actor(
+    request: Request,
+    session: Annotated[Session, Depends(get_session)],
+    now: Annotated[datetime, Depends(get_now)],
+) -> Actor:
+    """The signed-in user; Unauthorized (a redirect to the sign-in page) otherwise."""
+    token = session_token(request)
+    if token is None:
+        raise Unauthorized("Please sign in")
+    actor = accounts.authenticate(session, access_token=token, now=now)
+    request.state.actor = actor
+    request.state.dashboard_token = token
+    return actor
+
+
+async def checked_form(request: Request) -> FormData:
+    """The posted form, after its CSRF token was checked against the session cookie."""
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    csrf.check(request, form.get(csrf.FIELD), session_token(request))
+    return form
+
+
+async def sign_in_form(request: Request) -> FormData:
+    """The sign-in form, checked against the nonce cookie set by the sign-in page."""
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    nonce = request.cookies.get(SIGN_IN_COOKIE)
+    csrf.check(request, form.get(csrf.FIELD), nonce, purpose="sign-in")
+    return form
+
+
+DashboardActor = Annotated[Actor, Depends(get_dashboard_actor)]
+CheckedForm = Annotated[FormData, Depends(checked_form)]
+SignInForm = Annotated[FormData, Depends(sign_in_form)]

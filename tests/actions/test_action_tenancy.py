@@ -1,0 +1,409 @@
+"""Factory actions behind the tenant wall, and the action list's filters and pages (§6).
+
+An OEM's reserve and upload actions, their files, the devices they made and those
+devices' jobs are invisible to every other OEM: each reads exactly like something that
+does not exist (404), and the other OEM's action list never holds them. Ayla::Admin
+sees everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from tests.conftest import FrozenClock
+from tests.world import World
+
+V1 = "/devicefactory/v1"
+ACTIONS = f"{V1}/factory_actions"
+HEAD = "2,1318462302,2016/11/24 10:34:23 UTC"
+FILE_KINDS = ("csv", "log", "xml", "failed")
+OTHER_OEMS = ["mm2", "mom", "product_admin", "mom2", "som", "gateway_admin", "som2"]
+UNKNOWN_DSN = "AC000W999999999"
+
+Pool = Callable[[int], None]
+Run = Callable[[], int]
+
+
+def reserve(world: World, user: str, model: str, count: int = 1) -> tuple[int, list[str]]:
+    response = world.client.post(
+        f"{V1}/devices/reserve", json={"model": model, "count": count}, headers=world.headers(user)
+    )
+    assert response.status_code == 200, response.text
+    return int(response.headers["X-Factory-Action"]), [item["device"]["dsn"] for item in response.json()]
+
+
+def log_line(dsn: str, mac: str, hwsig: str) -> str:
+    return f"{HEAD},label,0,AY001MTP1,{dsn},{mac},WD101a,p7,{hwsig},"
+
+
+def upload(world: World, user: str, lines: list[str], *, validate: bool = False) -> int:
+    response = world.client.post(
+        ACTIONS,
+        files={"file": ("line.log", ("\n".join(lines) + "\n").encode(), "text/plain")},
+        data={"type": "manufacture", "validate_only": "true" if validate else "false"},
+        headers=world.headers(user),
+    )
+    assert response.status_code == 202, response.text
+    return int(response.json()["factory_action"]["id"])
+
+
+def listed(world: World, user: str, params: dict[str, str] | None = None) -> list[int]:
+    response = world.client.get(ACTIONS, params=params, headers=world.headers(user))
+    assert response.status_code == 200, f"{params}: {response.text}"
+    return [int(action["id"]) for action in response.json()["factory_actions"]]
+
+
+def advance(world: World, clock: FrozenClock, *, days: int) -> None:
+    """Move the service's clock; access tokens expire meanwhile, so sign in again."""
+    clock.advance(days=days)
+    world._tokens.clear()
+
+
+def assert_not_found_like_unknown(
+    response: httpx.Response, unknown: httpx.Response, real: str, fake: str
+) -> None:
+    """The same 404 as for something that does not exist, up to the id named in the message."""
+    assert response.status_code == 404, response.text
+    assert unknown.status_code == 404, unknown.text
+    expected = unknown.json()
+    assert [entry["code"] for entry in expected["error"]] == ["AFS-404"]
+    for entry in expected["error"]:
+        entry["message"] = entry["message"].replace(fake, real)
+    assert response.json() == expected
+
+
+# --- the tenant wall ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def oem_a(world: World, pool: Pool, run_actions: Run) -> dict[str, Any]:
+    """OEM modules: a reserve of two DSNs, and an upload that manufactured the first.
+    OEM gateways: a reserve of its own."""
+    pool(3)
+    reserve_id, dsns = reserve(world, "mm", "AY001MTP1", 2)
+    upload_id = upload(world, "mm", [log_line(dsns[0], "000000000001", "sig-1")])
+    assert run_actions() == 1
+    other_id, _ = reserve(world, "som", "AY001RTA")
+    return {"reserve": reserve_id, "upload": upload_id, "dsns": dsns, "other": other_id}
+
+
+def test_other_oems_see_nothing_of_an_oems_actions_files_devices_and_jobs(
+    world: World, oem_a: dict[str, Any]
+) -> None:
+    unknown_id = str(oem_a["other"] + 1000)
+    for user in OTHER_OEMS:
+        headers = world.headers(user)
+        for name in ("reserve", "upload"):
+            real = str(oem_a[name])
+            assert_not_found_like_unknown(
+                world.client.get(f"{ACTIONS}/{real}", headers=headers),
+                world.client.get(f"{ACTIONS}/{unknown_id}", headers=headers),
+                real,
+                unknown_id,
+            )
+            for kind in FILE_KINDS:
+                assert_not_found_like_unknown(
+                    world.client.get(f"{ACTIONS}/{real}/files/{kind}", headers=headers),
+                    world.client.get(f"{ACTIONS}/{unknown_id}/files/{kind}", headers=headers),
+                    real,
+                    unknown_id,
+                )
+        for dsn in oem_a["dsns"]:
+            for suffix in ("", "/jobs"):
+                assert_not_found_like_unknown(
+                    world.client.get(f"{V1}/devices/{dsn}{suffix}", headers=headers),
+                    world.client.get(f"{V1}/devices/{UNKNOWN_DSN}{suffix}", headers=headers),
+                    dsn,
+                    UNKNOWN_DSN,
+                )
+        listing = listed(world, user)
+        assert oem_a["reserve"] not in listing, user
+        assert oem_a["upload"] not in listing, user
+        assert listing == ([oem_a["other"]] if user in ("som", "gateway_admin") else []), user
+        for params in ({"type": "reserve"}, {"type": "manufacture"}, {"created_by": "mm@example.com"}):
+            assert oem_a["reserve"] not in listed(world, user, params), (user, params)
+            assert oem_a["upload"] not in listed(world, user, params), (user, params)
+        found = world.client.get(f"{V1}/devices", params={"dsn": "*"}, headers=headers).json()["devices"]
+        assert not {d["dsn"] for d in found} & set(oem_a["dsns"]), user
+
+
+def test_the_oems_own_admin_sees_its_actions(world: World, oem_a: dict[str, Any]) -> None:
+    for user in ("mm", "mm_admin"):
+        assert listed(world, user) == [oem_a["upload"], oem_a["reserve"]]
+        for name, kinds in (("reserve", ("csv", "log", "xml")), ("upload", ("csv", "log", "failed"))):
+            assert (
+                world.client.get(f"{ACTIONS}/{oem_a[name]}", headers=world.headers(user)).status_code == 200
+            )
+            for kind in kinds:
+                response = world.client.get(
+                    f"{ACTIONS}/{oem_a[name]}/files/{kind}", headers=world.headers(user)
+                )
+                assert response.status_code == 200, (user, name, kind, response.text)
+    # The other OEM's action reads as unknown to OEM modules too.
+    assert (
+        world.client.get(f"{ACTIONS}/{oem_a['other']}", headers=world.headers("mm_admin")).status_code == 404
+    )
+
+
+def test_ayla_admin_sees_every_oems_actions_and_files(world: World, oem_a: dict[str, Any]) -> None:
+    headers = world.headers("ayla")
+    assert listed(world, "ayla") == [oem_a["other"], oem_a["upload"], oem_a["reserve"]]
+    a, b = oem_a["dsns"]
+
+    detail = world.client.get(f"{ACTIONS}/{oem_a['reserve']}", headers=headers)
+    assert detail.status_code == 200, detail.text
+    body = detail.json()
+    assert [d["dsn"] for d in body["devices"]] == [a, b]
+    reserve_id = oem_a["reserve"]
+    assert body["factory_action"] == {
+        "id": reserve_id,
+        "type": "reserve",
+        "status": "success",
+        "count": 2,
+        "oem_id": world.oem_ids["modules"],
+        "model": "AY001MTP1",
+        "created_by": "mm@example.com",
+        "created_at": "2026-11-22T09:00:00Z",
+        "started_at": "2026-11-22T09:00:00Z",
+        "finished_at": "2026-11-22T09:00:00Z",
+        "message": None,
+        "upload": None,
+        "progress": {
+            "lines_total": 2,
+            "lines_done": 2,
+            "applied": 2,
+            "identical": 0,
+            "conflict": 0,
+            "invalid": 0,
+            "skipped": 0,
+        },
+        "files": {kind: f"{ACTIONS}/{reserve_id}/files/{kind}" for kind in ("csv", "log", "xml")},
+    }
+    csv = world.client.get(f"{ACTIONS}/{reserve_id}/files/csv", headers=headers)
+    assert csv.status_code == 200
+    assert csv.text == (
+        "dsn,model,status,result,error_code\n"
+        f"{a},AY001MTP1,manufactured,success,\n"
+        f"{b},AY001MTP1,reserved,success,\n"
+    )
+    log = world.client.get(f"{ACTIONS}/{reserve_id}/files/log", headers=headers)
+    assert log.text == "# summary: reserve of 2 AY001MTP1 devices: success\n"
+    xml = world.client.get(f"{ACTIONS}/{reserve_id}/files/xml", headers=headers)
+    assert xml.status_code == 200
+    assert xml.headers["content-type"] == "application/pkcs7-mime"
+    assert xml.content
+
+    upload_id = oem_a["upload"]
+    detail = world.client.get(f"{ACTIONS}/{upload_id}", headers=headers)
+    assert detail.status_code == 200, detail.text
+    action = detail.json()["factory_action"]
+    assert [d["dsn"] for d in detail.json()["devices"]] == [a]
+    assert (action["type"], action["status"], action["oem_id"], action["created_by"]) == (
+        "manufacture",
+        "success",
+        world.oem_ids["modules"],
+        "mm@example.com",
+    )
+    assert action["upload"]["type"] == "manufacture"
+    assert action["upload"]["validate_only"] is False
+    assert action["upload"]["file_name"] == "line.log"
+    assert (action["progress"]["lines_total"], action["progress"]["applied"]) == (1, 1)
+    for kind in ("csv", "log", "failed"):
+        response = world.client.get(f"{ACTIONS}/{upload_id}/files/{kind}", headers=headers)
+        assert response.status_code == 200, (kind, response.text)
+    assert world.client.get(f"{ACTIONS}/{upload_id}/files/csv", headers=headers).text == (
+        f"dsn,model,status,result,error_code\n{a},,applied,success,\n"
+    )
+    for dsn in (a, b):
+        assert world.client.get(f"{V1}/devices/{dsn}", headers=headers).status_code == 200
+    jobs = world.client.get(f"{V1}/devices/{a}/jobs", headers=headers).json()["jobs"]
+    assert [(j["operation"], j["result"], j["action_id"]) for j in jobs] == [
+        ("reserve", "success", reserve_id),
+        ("manufacture", "success", upload_id),
+    ]
+
+
+# --- the action list: filters and pages ---------------------------------------------------------
+
+
+@pytest.fixture
+def history(world: World, pool: Pool, clock: FrozenClock, run_actions: Run) -> dict[str, int]:
+    """Actions of OEM modules a day apart (a1-a6), interleaved with other OEMs' (b1, b2).
+
+    a1 reserve  mm        11-22  success
+    a2 reserve  mm_admin  11-23  success
+    b1 reserve  mm2       11-24  (modules2)
+    a3 upload   mm        11-24  manufacture, success
+    a4 upload   mm        11-25  validate, success
+    a5 upload   mm        11-26  manufacture, failure (bad mac)
+    b2 reserve  som       11-26  (gateways)
+    a6 upload   mm        11-27  manufacture, still pending
+    """
+    pool(4)
+    ids = {}
+    ids["a1"], (dsn1,) = reserve(world, "mm", "AY001MTP1")
+    advance(world, clock, days=1)
+    ids["a2"], (dsn2,) = reserve(world, "mm_admin", "AY001MTP1")
+    advance(world, clock, days=1)
+    ids["b1"], _ = reserve(world, "mm2", "AY001MTP1")
+    ids["a3"] = upload(world, "mm", [log_line(dsn1, "000000000001", "sig-1")])
+    advance(world, clock, days=1)
+    ids["a4"] = upload(world, "mm", [log_line(dsn2, "000000000002", "sig-2")], validate=True)
+    advance(world, clock, days=1)
+    ids["a5"] = upload(world, "mm", [log_line(dsn2, "zz", "sig-2")])
+    ids["b2"], _ = reserve(world, "som", "AY001RTA")
+    assert run_actions() == 3
+    advance(world, clock, days=1)
+    ids["a6"] = upload(world, "mm", [log_line(dsn2, "000000000002", "sig-2")])
+    return ids
+
+
+def test_action_list_filters(world: World, history: dict[str, int]) -> None:
+    h = history
+    cases: list[tuple[dict[str, str], list[str]]] = [
+        ({}, ["a6", "a5", "a4", "a3", "a2", "a1"]),
+        ({"type": "reserve"}, ["a2", "a1"]),
+        ({"type": "manufacture"}, ["a6", "a5", "a3"]),
+        ({"type": "validate"}, ["a4"]),
+        ({"type": "provision"}, []),
+        ({"status": "pending"}, ["a6"]),
+        ({"status": "success"}, ["a4", "a3", "a2", "a1"]),
+        ({"status": "failure"}, ["a5"]),
+        ({"status": "running"}, []),
+        ({"created_by": "mm_admin@example.com"}, ["a2"]),
+        ({"created_by": "mm@example.com"}, ["a6", "a5", "a4", "a3", "a1"]),
+        ({"created_by": "mm2@example.com"}, []),
+        ({"created_by": "nobody@example.com"}, []),
+        ({"from": "2026-11-23T00:00:00Z"}, ["a6", "a5", "a4", "a3", "a2"]),
+        ({"from": "2026-11-24T12:00:00Z"}, ["a6", "a5", "a4"]),
+        ({"to": "2026-11-24T12:00:00Z"}, ["a3", "a2", "a1"]),
+        ({"to": "2026-11-22T08:00:00Z"}, []),
+        ({"from": "2026-11-23T12:00:00Z", "to": "2026-11-25T12:00:00Z"}, ["a4", "a3"]),
+        ({"from": "2026-11-28T00:00:00Z"}, []),
+        ({"from": "2026-11-24T10:00:00+02:00", "to": "2026-11-24T11:00:01+02:00"}, ["a3"]),
+        ({"type": "manufacture", "status": "failure"}, ["a5"]),
+        ({"type": "reserve", "created_by": "mm@example.com"}, ["a1"]),
+        ({"type": "manufacture", "from": "2026-11-25T00:00:00Z", "status": "pending"}, ["a6"]),
+    ]
+    wrong = []
+    for params, names in cases:
+        expected = [h[name] for name in names]
+        for user in ("mm", "mm_admin"):
+            got = listed(world, user, params)
+            if got != expected:
+                wrong.append(f"{user} {params}: expected {expected}, got {got}")
+    # Ayla::Admin: every OEM's, with the same filters.
+    for params, names in [
+        ({}, ["a6", "b2", "a5", "a4", "a3", "b1", "a2", "a1"]),
+        ({"type": "reserve"}, ["b2", "b1", "a2", "a1"]),
+        ({"created_by": "mm2@example.com"}, ["b1"]),
+        ({"from": "2026-11-24T00:00:00Z", "to": "2026-11-26T23:00:00Z", "type": "reserve"}, ["b2", "b1"]),
+    ]:
+        expected = [h[name] for name in names]
+        if (got := listed(world, "ayla", params)) != expected:
+            wrong.append(f"ayla {params}: expected {expected}, got {got}")
+    # And the other OEMs only theirs.
+    for user, names in [("mm2", ["b1"]), ("som", ["b2"]), ("gateway_admin", ["b2"]), ("mom", [])]:
+        expected = [h[name] for name in names]
+        if (got := listed(world, user)) != expected:
+            wrong.append(f"{user}: expected {expected}, got {got}")
+    assert wrong == [], "\n".join(wrong)
+
+
+def test_action_list_date_only_bounds(world: World, history: dict[str, int]) -> None:
+    """Dates in the ISO date form, as the search takes them."""
+    h = history
+    client = TestClient(world.client.app, raise_server_exceptions=False)
+    response = client.get(ACTIONS, params={"from": "2026-11-23"}, headers=world.headers("mm"))
+    assert response.status_code == 200, response.text
+    assert [a["id"] for a in response.json()["factory_actions"]] == [
+        h[n] for n in ("a6", "a5", "a4", "a3", "a2")
+    ]
+    response = client.get(ACTIONS, params={"to": "2026-11-23"}, headers=world.headers("mm"))
+    assert response.status_code == 200, response.text
+    assert [a["id"] for a in response.json()["factory_actions"]] == [h["a1"]]
+
+
+def action_pages(world: World, user: str, params: dict[str, str]) -> list[list[int]]:
+    """Follow next_cursor until null; the non-empty pages."""
+    result: list[list[int]] = []
+    cursor = None
+    for _ in range(20):
+        query = {**params, **({"cursor": str(cursor)} if cursor is not None else {})}
+        response = world.client.get(ACTIONS, params=query, headers=world.headers(user))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert set(body) == {"factory_actions", "next_cursor"}
+        result.append([int(a["id"]) for a in body["factory_actions"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    else:
+        pytest.fail("next_cursor never became null")
+    while result and not result[-1]:
+        result.pop()
+    return result
+
+
+def test_action_list_pages(world: World, history: dict[str, int]) -> None:
+    h = history
+
+    def named(*groups: tuple[str, ...]) -> list[list[int]]:
+        return [[h[name] for name in group] for group in groups]
+
+    assert action_pages(world, "mm", {"limit": "2"}) == named(("a6", "a5"), ("a4", "a3"), ("a2", "a1"))
+    assert action_pages(world, "mm", {"limit": "4"}) == named(("a6", "a5", "a4", "a3"), ("a2", "a1"))
+    assert action_pages(world, "mm", {"limit": "1", "type": "manufacture"}) == named(
+        ("a6",), ("a5",), ("a3",)
+    )
+    assert action_pages(world, "mm", {"limit": "2", "type": "manufacture"}) == named(("a6", "a5"), ("a3",))
+    assert action_pages(world, "ayla", {"limit": "3"}) == named(
+        ("a6", "b2", "a5"), ("a4", "a3", "b1"), ("a2", "a1")
+    )
+    assert action_pages(world, "mm2", {"limit": "1"}) == named(("b1",))
+    # A short page has no next page.
+    body = world.client.get(ACTIONS, params={"limit": "50"}, headers=world.headers("mm")).json()
+    assert len(body["factory_actions"]) == 6
+    assert body["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"type": "bogus"},
+        {"status": "bogus"},
+        {"limit": "0"},
+        {"limit": "501"},
+        {"limit": "abc"},
+        {"from": "garbage"},
+        {"to": "2026-13-01T00:00:00Z"},
+        {"cursor": "abc"},
+    ],
+)
+def test_action_list_bad_parameters(world: World, params: dict[str, str]) -> None:
+    client = TestClient(world.client.app, raise_server_exceptions=False)
+    response = client.get(ACTIONS, params=params, headers=world.headers("mm"))
+    assert response.status_code == 422, response.text
+    assert [entry["code"] for entry in response.json()["error"]] == ["AFS-600"]
+
+
+@pytest.mark.parametrize(
+    "action_id", ["0", "-1", "999999", "2147483648", "3000000000", "99999999999999999999999"]
+)
+def test_any_unknown_action_id_is_a_plain_404(world: World, oem_a: dict[str, Any], action_id: str) -> None:
+    """Whatever the number, an id that names no visible action is the same 404, never a 500."""
+    client = TestClient(world.client.app, raise_server_exceptions=False)
+    for user in ("mm", "som2", "ayla"):
+        for suffix in ("", *(f"/files/{kind}" for kind in FILE_KINDS)):
+            response = client.get(f"{ACTIONS}/{action_id}{suffix}", headers=world.headers(user))
+            assert response.status_code == 404, (user, suffix, response.text)
+            assert response.json() == {
+                "error": [{"code": "AFS-404", "message": f"Factory action {action_id} not found"}]
+            }
+    # The same number as a list cursor is a bad or an empty page, never a server error.
+    response = client.get(ACTIONS, params={"cursor": action_id}, headers=world.headers("mm"))
+    assert response.status_code in (200, 422), response.text

@@ -1,0 +1,130 @@
+"""Malformed, oversized and hostile uploads each get a clear result, never a 500 (§7)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.actions.test_uploads import HEAD, action, file_text, reserve
+from tests.world import World
+
+V1 = "/devicefactory/v1"
+
+
+def _upload(world: World, content: bytes | io.BufferedIOBase, **data: str) -> Any:
+    return world.client.post(
+        f"{V1}/factory_actions",
+        files={"file": ("f.log", content, "application/octet-stream")},
+        data={"type": "manufacture", "validate_only": "true", **data},
+        headers=world.headers("mm"),
+    )
+
+
+def _work(world: World, run_actions: Callable[[], int], content: bytes) -> dict[str, Any]:
+    response = _upload(world, content)
+    assert response.status_code == 202, response.text
+    run_actions()
+    body: dict[str, Any] = action(world, "mm", response.json()["factory_action"]["id"])["factory_action"]
+    return body
+
+
+def test_a_256_character_line_is_an_error_of_that_line(world: World, run_actions: Callable[[], int]) -> None:
+    long_line = (HEAD + ",label,0,AY001MTP1,AC000W000000001,aabbccddeeff,m,s,h," + "x" * 300)[:256]
+    result = _work(world, run_actions, b"# ok\n" + long_line.encode() + b"\n")
+    assert result["progress"]["invalid"] == 1
+    log = file_text(world, "mm", result["id"], "log")
+    assert log.startswith("2,,AFS-600,")
+    assert "255" in log.splitlines()[0]
+
+
+def test_a_binary_file_gives_line_errors(world: World, run_actions: Callable[[], int]) -> None:
+    result = _work(world, run_actions, os.urandom(20000) + b"\x00\x01\x02")
+    assert result["status"] == "failure"
+    assert result["progress"]["invalid"] >= 1
+    assert result["progress"]["applied"] == 0
+
+
+@pytest.mark.parametrize("content", [b"", b"# only\n# comments\n\n   \n"])
+def test_empty_and_comment_only_files_succeed_with_nothing_to_do(
+    world: World, run_actions: Callable[[], int], content: bytes
+) -> None:
+    result = _work(world, run_actions, content)
+    assert result["status"] == "success"
+    assert result["count"] == 0
+    assert sum(v for k, v in result["progress"].items() if k not in ("lines_total", "lines_done")) == 0
+    assert "0 of" not in file_text(world, "mm", result["id"], "log") or result["progress"]["lines_total"] == 0
+
+
+def test_crlf_and_bom_are_read_like_plain_lines(
+    world: World, run_actions: Callable[[], int], pool: Callable[[int], None]
+) -> None:
+    pool(2)
+    dsns = reserve(world, "mm", "AY001MTP1", 2)
+    lines = [
+        f"{HEAD},label,0,AY001MTP1,{dsns[0]},aabbccddee01,m,s,sig-a,",
+        f"{HEAD},label,0,AY001MTP1,{dsns[1]},aabbccddee02,m,s,sig-b,",
+    ]
+    content = b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
+    result = _work(world, run_actions, content)
+    assert result["status"] == "success", file_text(world, "mm", result["id"], "log")
+    assert result["progress"]["applied"] == 2  # validate: would apply both
+
+
+def test_a_60_mb_file_is_stored_and_worked_without_a_500(world: World, run_actions: Callable[[], int]) -> None:
+    line = (HEAD + ",pass,0,AY001MTP1,AC000W000000001,aabbccddeeff,m,s,h,comment\n").encode()
+    content = line * (60 * 1024 * 1024 // len(line) + 1)
+    assert len(content) > 60 * 1024 * 1024
+    response = _upload(world, content)
+    assert response.status_code == 202, response.text
+    run_actions()
+    result = action(world, "mm", response.json()["factory_action"]["id"])["factory_action"]
+    assert result["status"] == "success"
+    assert result["progress"]["skipped"] == content.count(b"\n")
+
+
+def test_larger_than_the_limit_is_413(world: World) -> None:
+    limit = world.client.app.state.settings.max_upload_bytes  # type: ignore[attr-defined]
+    response = _upload(world, b"x" * (limit + 1))
+    assert response.status_code == 413
+    assert response.json()["error"][0]["code"] == "AFS-413"
+
+
+@pytest.mark.parametrize(
+    ("data", "files", "status", "code"),
+    [
+        ({"type": "reserve"}, True, 422, "AFS-600"),
+        ({"type": ""}, True, 422, "AFS-600"),
+        ({"type": "manufacture", "validate_only": "maybe"}, True, 422, "AFS-600"),
+        ({"type": "manufacture"}, False, 422, "AFS-607"),
+    ],
+)
+def test_bad_upload_forms(world: World, data: dict[str, str], files: bool, status: int, code: str) -> None:
+    response = world.client.post(
+        f"{V1}/factory_actions",
+        files={"file": ("f.log", b"# x\n", "text/plain")} if files else {"other": ("x", b"y", "text/plain")},
+        data=data,
+        headers=world.headers("mm"),
+    )
+    assert response.status_code == status, response.text
+    assert response.json()["error"][0]["code"] == code
+
+
+def test_not_multipart_is_422(world: World) -> None:
+    response = world.client.post(f"{V1}/factory_actions", json={"type": "manufacture"}, headers=world.headers("mm"))
+    assert response.status_code == 422
+    assert response.json()["error"][0]["code"] == "AFS-600"
+
+
+@pytest.mark.parametrize(("user", "type_"), [("mom", "manufacture"), ("som", "manufacture"), ("mm", "provision")])
+def test_roles_that_may_not_upload_get_403(world: World, user: str, type_: str) -> None:
+    response = world.client.post(
+        f"{V1}/factory_actions",
+        files={"file": ("f.log", b"# x\n", "text/plain")},
+        data={"type": type_},
+        headers=world.headers(user),
+    )
+    assert response.status_code == 403
