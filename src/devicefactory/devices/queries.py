@@ -199,6 +199,10 @@ def devices_of_action(session: Session, action_id: int) -> Sequence[Device]:
 
 def search_devices(session: Session, actor: Actor, search: DeviceSearch) -> Sequence[Device]:
     """The DSN View: filters, the tenant wall, keyset pagination on dsn, always LIMITed."""
+    return session.scalars(search_statement(session, actor, search)).all()
+
+
+def search_statement(session: Session, actor: Actor, search: DeviceSearch) -> Select[Device]:
     query = select(Device).where(reachable(actor, Reach.VIEW))
     for name, value in search.exact.items():
         query = query.where(getattr(Device, name) == value)
@@ -220,7 +224,7 @@ def search_devices(session: Session, actor: Actor, search: DeviceSearch) -> Sequ
             Device.dsn < search.after_dsn if search.descending else Device.dsn > search.after_dsn
         )
     order = Device.dsn.desc() if search.descending else Device.dsn.asc()
-    return session.scalars(query.order_by(order).limit(search.limit)).all()
+    return query.order_by(order).limit(search.limit)
 
 
 def _like_clause(session: Session, name: str, pattern: str) -> ColumnElement[bool]:
