@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from tests.actions.test_uploads import HEAD, action, file_text, reserve
 from tests.world import World
 
@@ -74,7 +73,9 @@ def test_crlf_and_bom_are_read_like_plain_lines(
     assert result["progress"]["applied"] == 2  # validate: would apply both
 
 
-def test_a_60_mb_file_is_stored_and_worked_without_a_500(world: World, run_actions: Callable[[], int]) -> None:
+def test_a_60_mb_file_is_stored_and_worked_without_a_500(
+    world: World, run_actions: Callable[[], int]
+) -> None:
     line = (HEAD + ",pass,0,AY001MTP1,AC000W000000001,aabbccddeeff,m,s,h,comment\n").encode()
     content = line * (60 * 1024 * 1024 // len(line) + 1)
     assert len(content) > 60 * 1024 * 1024
@@ -114,12 +115,16 @@ def test_bad_upload_forms(world: World, data: dict[str, str], files: bool, statu
 
 
 def test_not_multipart_is_422(world: World) -> None:
-    response = world.client.post(f"{V1}/factory_actions", json={"type": "manufacture"}, headers=world.headers("mm"))
+    response = world.client.post(
+        f"{V1}/factory_actions", json={"type": "manufacture"}, headers=world.headers("mm")
+    )
     assert response.status_code == 422
     assert response.json()["error"][0]["code"] == "AFS-600"
 
 
-@pytest.mark.parametrize(("user", "type_"), [("mom", "manufacture"), ("som", "manufacture"), ("mm", "provision")])
+@pytest.mark.parametrize(
+    ("user", "type_"), [("mom", "manufacture"), ("som", "manufacture"), ("mm", "provision")]
+)
 def test_roles_that_may_not_upload_get_403(world: World, user: str, type_: str) -> None:
     response = world.client.post(
         f"{V1}/factory_actions",

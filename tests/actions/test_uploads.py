@@ -134,7 +134,9 @@ def test_every_outcome_in_validate_and_submit_then_reupload(
     failed = file_text(world, "mm", submitted["id"], "failed").splitlines()
     assert failed == [lines[3], lines[4], lines[7]]
     outcomes = _line_outcomes(world, submitted["id"])
-    assert outcomes == {n: expected[n] for n in expected if expected[n] != "skipped"} | dict.fromkeys((6, 7), "skipped")
+    assert outcomes == {n: expected[n] for n in expected if expected[n] != "skipped"} | dict.fromkeys(
+        (6, 7), "skipped"
+    )
 
     # Fix the bad lines (the conflicting one now matches, the invalid mac is corrected) and re-upload.
     lines[3] = line("label", dsns[2], "000000000003", "sig-3")
@@ -148,14 +150,12 @@ def test_every_outcome_in_validate_and_submit_then_reupload(
 
 
 def _line_outcomes(world: World, action_id: int) -> dict[int, str]:
-    rows = file_text(world, "mm", action_id, "log")
-    del rows
     from sqlalchemy import select
 
     from devicefactory.actions.models import ActionLine
 
     with world.client.app.state.session_factory() as session:  # type: ignore[attr-defined]
         return {
-            l.line_no: l.outcome
-            for l in session.scalars(select(ActionLine).where(ActionLine.action_id == action_id))
+            row.line_no: row.outcome
+            for row in session.scalars(select(ActionLine).where(ActionLine.action_id == action_id))
         }

@@ -409,6 +409,29 @@ def test_a_model_that_is_not_a_string_is_afs_601(world: World, pool: Pool, model
     assert message.endswith(" is not a valid model")
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param("AY001MTP1\x00", id="nul"),
+        pytest.param("AY001MTP1 ", id="trailing-space"),
+        pytest.param("ay001mtp1", id="lowercase"),
+        pytest.param("A" * 300, id="long"),
+        pytest.param("AY001MTP1' OR '1'='1", id="quote"),
+    ],
+)
+def test_odd_model_names_are_afs_601(world: World, pool: Pool, model: str) -> None:
+    pool(1)
+    message = assert_error(post_reserve(world, "mm", {"model": model, "count": 1}), 422, "AFS-601")
+    assert message == f"{model} is not a valid model"
+
+
+@pytest.mark.parametrize("oem_id", ["x\x00", 42, ["a"]])
+def test_ayla_admin_odd_oem_id_is_a_validation_failure(world: World, pool: Pool, oem_id: object) -> None:
+    pool(1)
+    response = post_reserve(world, "ayla", {"model": "AY001MTP1", "count": 1, "oem_id": oem_id})
+    assert_error(response, 422, "AFS-600")
+
+
 def test_model_is_checked_before_the_limit_and_the_pool(
     world: World, session_factory: sessionmaker[Session]
 ) -> None:

@@ -579,3 +579,28 @@ def test_actions_without_a_valid_token_are_401(world: World, pool: Pool, path: s
     pool(1)
     _, action_id = reserve(world, "mm", "AY001MTP1")
     assert_error(world.client.get(f"{ACTIONS}/{action_id}{path}"), 401, "AFS-401")
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        pytest.param("AC000W%00", id="nul"),
+        pytest.param("AC000W" + "9" * 200, id="long"),
+        pytest.param("%C3%A9%E2%80%AE", id="unicode"),
+        pytest.param("AC000W000000001%27%20OR%20%271%27%3D%271", id="quote"),
+    ],
+)
+@pytest.mark.parametrize("user", ["mm", "ayla"])
+def test_odd_dsns_are_unknown_not_errors(world: World, pool: Pool, dsn: str, user: str) -> None:
+    pool(1)
+    reserve_one(world)
+    headers = world.headers(user)
+    for response in (
+        world.client.get(f"{V1}/{dsn}", headers=headers),
+        world.client.get(f"{V1}/{dsn}/jobs", headers=headers),
+        world.client.post(f"{V1}/{dsn}/manufacture", json=MANUFACTURE, headers=headers),
+        world.client.post(f"{V1}/{dsn}/verify", json={"token": "QUJD"}, headers=headers),
+    ):
+        assert_error(response, 404, "AFS-404")
+    response = world.client.post(f"{V1}/{dsn}/provision", json=BLACK, headers=world.headers("ayla"))
+    assert_error(response, 404, "AFS-404")
