@@ -96,7 +96,9 @@ def serve(
     finally:
         if worker is not None:
             worker.terminate()
-            worker.join(10)
+            worker.join(15)
+            if worker.is_alive():
+                worker.kill()
 
 
 def _tls_options(tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -255,6 +256,15 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _database_refused_value(_request: Request, exc: Exception) -> Response:
+    # Values a database cannot store (a NUL byte, an out-of-range number) are bad
+    # input that slipped past a check: the caller's error, never a 500.
+    log.warning("database refused a value: %s", type(exc).__name__)
+    return error_response(
+        ValidationFailed.of(["a value contains characters or numbers that cannot be stored"])
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     body = {"error": [{"code": "AFS-500", "message": "Internal server error"}]}
@@ -265,6 +275,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _database_refused_value)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

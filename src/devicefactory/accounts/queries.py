@@ -12,6 +12,8 @@ from devicefactory.accounts.policy import Actor
 
 
 def get_oem(session: Session, oem_id: str) -> Oem | None:
+    if not oem_id.isprintable() or len(oem_id) > 8:
+        return None
     return session.get(Oem, oem_id)
 
 
@@ -25,6 +27,8 @@ def list_oems(session: Session) -> Sequence[Oem]:
 
 
 def get_user_by_email(session: Session, email: str) -> User | None:
+    if not email.isprintable() or len(email) > 255:
+        return None  # no stored email is like this (and PostgreSQL refuses NUL)
     return session.scalar(select(User).where(User.email == email.strip().lower()))
 
 

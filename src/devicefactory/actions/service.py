@@ -67,7 +67,7 @@ def search_actions(
         created_by=created_by,
         created_from=bounds["from"],
         created_to=bounds["to"],
-        before_id=min(cursor, MAX_ID + 1) if cursor is not None else None,
+        before_id=min(cursor, MAX_ID) if cursor is not None else None,
         limit=_page(limit),
     )
 

@@ -36,7 +36,8 @@ def action_files(action: FactoryAction) -> list[tuple[str, str]]:
         return [*files, ("xml", "XML bundle")] if action.oem_id else files
     if action.status not in FINAL:
         return []
-    return [("csv", "CSV"), ("log", "LOG"), ("failed", "Failed lines")]
+    files = [("csv", "CSV"), ("log", "LOG")]
+    return [*files, ("failed", "Failed lines")] if action.conflict + action.invalid else files
 
 
 def reservable_models(session: Session, actor: Actor) -> list[ModuleModel]:

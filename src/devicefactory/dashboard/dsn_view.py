@@ -50,6 +50,8 @@ def devices_page(request: Request, actor: DashboardActor, session: SessionDep) -
     except ValidationFailed as failed:
         error = failed
     values = {name: params.get(name, "") for name in forms.DEVICE_PARAMS}
+    next_url = f"{PREFIX}/devices?{forms.device_query(params, cursor=next_cursor)}" if next_cursor else None
+    first_url = f"{PREFIX}/devices?{forms.device_query(params, cursor=None)}" if values["cursor"] else None
     return render(
         request,
         "devices.html",
@@ -60,12 +62,8 @@ def devices_page(request: Request, actor: DashboardActor, session: SessionDep) -
             "values": values,
             "more_open": any(values[name] for name in MORE_FIELDS),
             "filtered": any(values[name] for name in forms.DEVICE_FIELDS),
-            "next_url": f"{PREFIX}/devices?{forms.device_query(params, cursor=next_cursor)}"
-            if next_cursor
-            else None,
-            "first_url": f"{PREFIX}/devices?{forms.device_query(params, cursor=None)}"
-            if values["cursor"]
-            else None,
+            "next_url": next_url,
+            "first_url": first_url,
             "models": accounts.list_models(session),
             "status_options": [(status, status.capitalize()) for status in STATUSES],
             "page_sizes": forms.DEVICES_PAGES,

@@ -266,6 +266,8 @@ def _unique_value(name: str, value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int | float) or F.is_missing(value):
         return None
     text = str(value).strip()
+    if not text.isprintable():
+        return None  # refused by the field rules before it could be stored
     return F.normalize_mac(text) if name == "mac" else text
 
 

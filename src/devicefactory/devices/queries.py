@@ -81,10 +81,16 @@ def _unowned_manufactured_black_box() -> ColumnElement[bool]:
 def find_device(
     session: Session, actor: Actor, dsn: str, reach: Reach, *, lock: bool = False
 ) -> Device | None:
+    if not plausible_dsn(dsn):
+        return None  # a DSN the service never issues: not found, before any query
     query = select(Device).where(Device.dsn == dsn, reachable(actor, reach))
     if lock:
         query = query.with_for_update()
     return session.scalars(query).one_or_none()
+
+
+def plausible_dsn(dsn: str) -> bool:
+    return 0 < len(dsn) <= 32 and dsn.isprintable()
 
 
 def reserved_count(session: Session, oem_id: str | None) -> int:
@@ -136,7 +142,7 @@ def find_devices(
 ) -> dict[str, DeviceRecord]:
     """The reachable devices among ``dsns``, locked for the rest of the transaction."""
     found: dict[str, DeviceRecord] = {}
-    unique = sorted(set(dsns))
+    unique = sorted({dsn for dsn in dsns if plausible_dsn(dsn)})
     columns = [getattr(Device, name) for name in RECORD_COLUMNS]
     for start in range(0, len(unique), 900):  # under every database's bound-parameter limit
         chunk = unique[start : start + 900]

@@ -46,6 +46,7 @@ from devicefactory.keys.crypto import (
 
 MAX_RESERVE = 1000
 _INTEGER = re.compile(r"-?[0-9]{1,12}")
+_OEM_ID = re.compile(r"[0-9a-f]{8}")
 VERIFY_WINDOW_SECONDS = 300
 
 
@@ -101,7 +102,8 @@ def _parse_count(value: object) -> int:
 
 
 def _reservable_model(session: Session, actor: Actor, name: object) -> ModuleModel:
-    model = accounts_queries.get_model(session, name) if isinstance(name, str) else None
+    known = isinstance(name, str) and name.isprintable() and len(name) <= 64
+    model = accounts_queries.get_model(session, name) if known and isinstance(name, str) else None
     if model is None or ModelKind(model.kind) not in actor.reservable_kinds():
         raise InvalidModel(name)
     return model
@@ -117,7 +119,7 @@ def _target_oem(session: Session, actor: Actor, requested: object) -> Oem | None
             raise ValidationFailed.of(["oem_id must be a string"])
         oem_id = requested
     assert oem_id is not None
-    oem = accounts_queries.get_oem_for_update(session, oem_id)
+    oem = accounts_queries.get_oem_for_update(session, oem_id) if _OEM_ID.fullmatch(oem_id) else None
     if oem is None:
         raise ValidationFailed.of([f"oem_id {oem_id} is not a known OEM"])
     return oem

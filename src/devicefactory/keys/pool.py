@@ -17,7 +17,7 @@ from devicefactory.keys import queries
 from devicefactory.keys.crypto import MasterKey, SealedKeyPair, generate_sealed_key_pair
 
 log = logging.getLogger("devicefactory.keys")
-KEYS_PER_TASK = 8
+KEYS_PER_TASK = 4
 
 
 def generate_batch(master_key_bytes: bytes, count: int) -> list[SealedKeyPair]:
@@ -47,13 +47,17 @@ class KeyPoolFiller:
         if self.target <= 0:
             return
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as executor:
+        executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        try:
             while not stop.is_set():
                 deficit = self.target - self._size()
                 if deficit <= 0:
                     stop.wait(self.poll_seconds)
                     continue
                 self._fill(executor, deficit, stop)
+        finally:
+            # Keys being made when we stop are simply not stored: nothing to wait for.
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def _fill(self, executor: ProcessPoolExecutor, deficit: int, stop: threading.Event) -> None:
         """Keep every core busy until ``deficit`` keys are stored (or we are stopped)."""
