@@ -95,7 +95,7 @@ async def _end_transaction(request: Request, *, commit: bool) -> None:
     await run_in_threadpool(finish)
 
 
-def get_session(request: Request) -> Session:
+async def get_session(request: Request) -> Session:
     session: Session | None = getattr(request.state, "db_session", None)
     if session is None:
         factory: sessionmaker[Session] = request.app.state.session_factory
@@ -104,12 +104,12 @@ def get_session(request: Request) -> Session:
     return session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_now(request: Request) -> datetime:
+async def get_now(request: Request) -> datetime:
     clock: Callable[[], datetime] = request.app.state.clock
     return clock()
 
@@ -132,11 +132,11 @@ def get_actor(
     return actor
 
 
-def get_master_key(request: Request) -> MasterKey:
+async def get_master_key(request: Request) -> MasterKey:
     """Loaded (or created, mode 0600) on first use, then kept for the app's life."""
     key: MasterKey | None = getattr(request.app.state, "master_key", None)
     if key is None:
-        key = MasterKey.load_or_create(get_settings(request).master_key_file)
+        key = MasterKey.load_or_create(request.app.state.settings.master_key_file)
         request.app.state.master_key = key
     return key
 

@@ -13,8 +13,9 @@ import hmac
 
 from fastapi import Request
 
+from devicefactory.config import Settings
 from devicefactory.errors import Forbidden
-from devicefactory.web import get_master_key
+from devicefactory.keys.crypto import MasterKey
 
 FIELD = "csrf_token"
 _LABEL = b"devicefactory dashboard csrf v1"
@@ -30,7 +31,8 @@ class CsrfRejected(Forbidden):
 def _secret(request: Request) -> bytes:
     secret: bytes | None = getattr(request.app.state, "dashboard_csrf_secret", None)
     if secret is None:
-        master = get_master_key(request).secret_bytes()
+        settings: Settings = request.app.state.settings
+        master = MasterKey.load_or_create(settings.master_key_file).secret_bytes()
         secret = hmac.new(master, _LABEL, hashlib.sha256).digest()
         request.app.state.dashboard_csrf_secret = secret
     return secret

@@ -1,0 +1,1 @@
+"""Benchmarks of the service's hot paths: ``python -m bench`` runs them all."""
