@@ -1,0 +1,324 @@
+"""The dashboard in a real Chromium, walked as an operator would, against a real server
+whose background workers work the uploads. Every page is saved to docs/screenshots/."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.dashboard.conftest import WorkingServer, screenshot
+from tests.world import PASSWORD, World
+
+pytestmark = pytest.mark.browser
+
+HEAD = "2,1318462302,2016/11/24 10:34:23 UTC"
+
+
+def tab(page: Any, name: str) -> None:
+    page.get_by_role("navigation", name="Sections").get_by_role("link", name=name).click()
+
+
+def sign_in(page: Any, email: str, *, shot: str | None = None) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/dashboard")
+    expect(page).to_have_url(re.compile(r"/dashboard/sign_in"))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    if shot:
+        screenshot(page, shot)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Factory Actions")).to_be_visible()
+
+
+def reserve(page: Any, model: str, count: int, *, shots: bool = False) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("button", name="Reserve DSNs").click()
+    dialog = page.locator("#reserve-dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Model").select_option(model)
+    dialog.get_by_label("Quantity").fill(str(count))
+    if shots:
+        screenshot(page, "reserve-dialog")
+
+    def while_running(route: Any) -> None:
+        # The request is held here: the list shows the reservation as running meanwhile.
+        expect(page.get_by_test_id("running-row")).to_be_visible()
+        expect(page.locator("#page-banners")).to_contain_text(f"Reserving {count} {model} DSNs")
+        if shots:
+            screenshot(page, "reserve-running")
+        route.continue_()
+
+    page.route("**/dashboard/actions/reserve", while_running)
+    dialog.get_by_role("button", name="Reserve", exact=True).click()
+    expect(page.locator("[data-done]")).to_contain_text(f"Reserved {count} {model} DSN")
+    page.unroute("**/dashboard/actions/reserve")
+
+
+def upload(page: Any, kind: str, path: Path, *, validate: bool, version: str | None = None) -> Any:
+    from playwright.sync_api import expect
+
+    dialog = page.locator(f"#upload-{kind}-dialog")
+    if not dialog.is_visible():
+        page.get_by_role("button", name=f"Upload {kind} file").click()
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Factory log or CSV file").set_input_files(str(path))
+    if version is not None:
+        dialog.get_by_label("OEM host version").fill(version)
+    dialog.get_by_test_id("validate" if validate else "submit").click()
+    expect(dialog.get_by_test_id("result-banner")).to_be_visible()
+    return dialog
+
+
+def test_module_maker_reserves_uploads_and_searches(
+    working_server: WorkingServer,
+    world: World,
+    pool: Callable[[int], None],
+    new_page: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    pool(5)
+    page = new_page(working_server.url)
+
+    # Sign-in: a wrong password first.
+    page.goto("/dashboard/sign_in")
+    page.get_by_label("Email").fill(world.emails["mm"])
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("Invalid email or password")
+    screenshot(page, "sign-in-failed")
+    page.context.clear_cookies()
+    sign_in(page, world.emails["mm"], shot="sign-in")
+
+    # What a module maker may not do is not offered.
+    expect(page.get_by_role("button", name="Upload provision file")).to_have_count(0)
+
+    # RESERVE DSNS: 5 of a black-box model, then the encrypted bundle.
+    options = page.locator("#reserve-model option")
+    expect(options).to_have_text([re.compile("^AY001MTC2"), re.compile("^AY001MTP1")])
+    reserve(page, "AY001MTP1", 5, shots=True)
+    screenshot(page, "reserve-done")
+    with page.expect_download() as download_info:
+        page.get_by_test_id("done-file-xml").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith("-dsns.zip.p7m")
+    assert Path(download.path()).stat().st_size > 500
+
+    # The devices of the reservation, in the DSN View.
+    page.locator("tr[data-action] [data-testid=action-count]").first.click()
+    expect(page.get_by_role("heading", name=re.compile("Devices of action #"))).to_be_visible()
+    rows = page.locator("#devices-table tbody tr[data-dsn]")
+    expect(rows).to_have_count(5)
+    dsns = [rows.nth(i).get_attribute("data-dsn") for i in range(5)]
+
+    # UPLOAD MANUFACTURE FILE: one bad line; VALIDATE, then SUBMIT.
+    lines = [
+        f"{HEAD},label,0,AY001MTP1,{dsn},00000000000{i},WD101a,p{i},sig-{i}," for i, dsn in enumerate(dsns, 1)
+    ]
+    lines[2] = f"{HEAD},label,0,AY001MTP1,{dsns[2]},not-a-mac,WD101a,p3,sig-3,"
+    log = tmp_path / "line-7.log"
+    log.write_text("# line 7, shift 2\n" + "\n".join(lines) + "\n")
+    tab(page, "Factory Actions")
+    dialog = page.locator("#upload-manufacture-dialog")
+    page.get_by_role("button", name="Upload manufacture file").click()
+    screenshot(page, "upload-dialog")
+    upload(page, "manufacture", log, validate=True)
+    expect(dialog.get_by_test_id("result-banner")).to_contain_text("Validation found 1 line that would fail")
+    expect(dialog.locator("tr.outcome-invalid")).to_contain_text("mac not-a-mac is not 12 hex digits")
+    expect(dialog.locator("tr.outcome-applied").first).to_contain_text("mac: (none) → 000000000001")
+    screenshot(page, "upload-validated")
+    upload(page, "manufacture", log, validate=False)
+    banner = dialog.get_by_test_id("result-banner")
+    expect(banner).to_contain_text("1 line failed; 4 applied")
+    screenshot(page, "upload-submitted")
+    with page.expect_download() as failed_info:
+        dialog.get_by_test_id("file-failed").click()
+    assert Path(failed_info.value.path()).read_text() == lines[2] + "\n"
+    page.keyboard.press("Escape")  # closing the dialog refreshes the list
+    expect(page.locator("tr[data-action]")).to_have_count(3)
+    screenshot(page, "actions")
+
+    # The submitted upload's own page.
+    page.locator("tr[data-action]").first.get_by_role("link", name=re.compile("Details")).click()
+    expect(page.get_by_test_id("result-banner")).to_contain_text("1 line failed")
+    screenshot(page, "action-detail")
+
+    # Search the actions.
+    tab(page, "Factory Actions")
+    page.get_by_role("button", name="Search").click()
+    search = page.locator("#search-dialog")
+    search.get_by_label("Type").select_option("manufacture")
+    search.get_by_label("Created by").fill(world.emails["mm"])
+    screenshot(page, "actions-search")
+    search.get_by_role("button", name="Search").click()
+    expect(page.locator("tr[data-action]")).to_have_count(1)
+    expect(page.locator(".filter-summary")).to_contain_text("of type manufacture")
+
+    # DSN View: wildcard, then a date range.
+    today = datetime.now(UTC).date()
+    tab(page, "DSN View")
+    page.get_by_label("DSN", exact=True).fill(dsns[0][:-1] + "?")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#devices-table tbody tr[data-dsn]")).to_have_count(min(5, 9))
+    page.get_by_label("DSN", exact=True).fill("AC000W*")
+    page.get_by_label("Status").select_option("manufactured")
+    page.get_by_label("Reserved after").fill(today.isoformat())
+    page.get_by_label("Reserved before").fill(today.isoformat())
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#devices-table tbody tr[data-dsn]")).to_have_count(4)
+    screenshot(page, "dsn-view")
+    page.get_by_label("Reserved after").fill((today + timedelta(days=1)).isoformat())
+    page.get_by_label("Reserved before").fill((today + timedelta(days=2)).isoformat())
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#devices-table tr.empty")).to_contain_text("No device matches")
+    page.get_by_role("link", name="Clear").click()
+    page.locator("summary", has_text="More filters").click()
+    screenshot(page, "dsn-view-more-filters")
+
+    # A device, and its jobs; no FACTORY RESET for a module maker.
+    page.get_by_role("link", name=dsns[0]).click()
+    expect(page.get_by_role("heading", name=dsns[0])).to_be_visible()
+    expect(page.get_by_text("000000000001")).to_be_visible()
+    expect(page.get_by_role("button", name="Factory reset")).to_have_count(0)
+    screenshot(page, "device")
+    page.get_by_role("link", name="View jobs").click()
+    jobs = page.locator("#jobs-table tbody tr")
+    expect(jobs).to_have_count(2)
+    expect(jobs.nth(1)).to_contain_text("manufacture")
+    screenshot(page, "jobs")
+
+    # A narrow window: the DSN View stacks, its table scrolls sideways.
+    narrow = new_page(working_server.url, {"width": 420, "height": 860})
+    sign_in(narrow, world.emails["mm"])
+    narrow.goto("/dashboard/devices")
+    expect(narrow.locator("#devices-table tbody tr[data-dsn]")).to_have_count(5)
+    wrap = narrow.locator(".table-wrap")
+    assert wrap.evaluate("e => e.scrollWidth > e.clientWidth")
+    assert narrow.evaluate("document.documentElement.scrollWidth") <= 420
+    screenshot(narrow, "dsn-view-narrow", full_page=True)
+    narrow.goto("/dashboard")
+    assert narrow.evaluate("document.documentElement.scrollWidth") <= 420
+    screenshot(narrow, "actions-narrow")
+
+
+def test_oem_admin_provisions_a_gateway_and_factory_resets_it(
+    working_server: WorkingServer,
+    world: World,
+    pool: Callable[[int], None],
+    new_page: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    from playwright.sync_api import expect
+
+    pool(1)
+    page = new_page(working_server.url)
+    sign_in(page, world.emails["gateway_admin"])
+    expect(page.get_by_role("button", name="Upload manufacture file")).to_have_count(0)
+    expect(page.locator("#reserve-model option")).to_have_text([re.compile("^AY001RTA")])
+    reserve(page, "AY001RTA", 1)
+    dsn = page.locator("[data-done]").get_attribute("data-done")
+    assert dsn
+    page.get_by_role("link", name="View devices").click()
+    dsn = page.locator("#devices-table tbody tr[data-dsn]").first.get_attribute("data-dsn")
+    tab(page, "Factory Actions")
+
+    csv = tmp_path / "gateways.csv"
+    csv.write_text(
+        "dsn,model,oem_model,mac,manuf_model,module_sw_version,dom_at\n"
+        f"{dsn},AY001RTA,zbgw,123456789abc,linux,devd 1.0,2014/06/02 16:21:10 UTC\n"
+    )
+    # A longer file, validated: its progress is followed while the worker goes through it.
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text(
+        "dsn,model,oem_model,oem_host_version\n"
+        + "".join(f"AC000W9{n:08d},AY001RTA,zbgw,1.0\n" for n in range(6000))
+    )
+    page.get_by_role("button", name="Upload provision file").click()
+    dialog = page.locator("#upload-provision-dialog")
+    dialog.get_by_label("Factory log or CSV file").set_input_files(str(unknown))
+    dialog.get_by_test_id("validate").click()
+    expect(dialog.get_by_test_id("progress")).to_be_visible()
+    running = dialog.locator("[data-status=running]")
+    expect(running).to_contain_text(re.compile(r"Line [1-9]\d* of 6001"))
+    screenshot(page, "upload-progress")
+    banner = dialog.get_by_test_id("result-banner")
+    expect(banner).to_contain_text("Validation found 6000 lines that would fail", timeout=60_000)
+
+    dialog = upload(page, "provision", csv, validate=False, version="1.0")
+    expect(dialog.get_by_test_id("result-banner")).to_contain_text("applied: 1 applied")
+    screenshot(page, "upload-provision")
+    with page.expect_navigation():
+        page.keyboard.press("Escape")  # closing the dialog refreshes the list
+
+    page.goto(f"/dashboard/devices/{dsn}")
+    expect(page.get_by_text("mac-123456789abc")).to_be_visible()
+    page.get_by_role("button", name="Factory reset").click()
+    confirm = page.locator("#reset-dialog")
+    expect(confirm).to_be_visible()
+    expect(confirm.get_by_role("button", name="Cancel")).to_be_focused()
+    screenshot(page, "factory-reset-dialog")
+    page.keyboard.press("Escape")
+    expect(confirm).to_be_hidden()
+    page.get_by_role("button", name="Factory reset").click()
+    confirm.get_by_test_id("confirm-reset").click()
+    expect(page.get_by_test_id("reset-banner")).to_be_visible()
+    steps = page.locator("#reset-steps tbody tr")
+    expect(steps).to_have_count(4)
+    for i, name in enumerate(("Reset Template", "Reset Device", "Unregister Device", "Reset Datapoints")):
+        expect(steps.nth(i)).to_contain_text(name)
+        expect(steps.nth(i)).to_contain_text("success")
+    screenshot(page, "factory-reset")
+    page.get_by_role("link", name="View jobs").click()
+    expect(page.locator("#jobs-table tbody tr")).to_have_count(6)  # reserve, provision, 4 reset steps
+
+
+def test_other_roles_see_only_their_controls_and_foreign_urls_are_404(
+    working_server: WorkingServer,
+    world: World,
+    pool: Callable[[int], None],
+    new_page: Callable[..., Any],
+) -> None:
+    from playwright.sync_api import expect
+
+    pool(1)
+    reserved = world.client.post(
+        "/devicefactory/v1/devices/reserve",
+        json={"model": "AY001MTP1", "count": 1},
+        headers=world.headers("mm"),
+    )
+    dsn = reserved.json()[0]["device"]["dsn"]
+    action_id = reserved.headers["X-Factory-Action"]
+
+    page = new_page(working_server.url)
+    sign_in(page, world.emails["mom"])
+    expect(page.get_by_role("button", name="Reserve DSNs")).to_have_count(0)
+    expect(page.get_by_role("button", name="Upload manufacture file")).to_have_count(0)
+    expect(page.get_by_role("button", name="Upload provision file")).to_be_visible()
+    screenshot(page, "actions-product-oem")
+    page.get_by_role("button", name="Upload provision file").click()
+    expect(page.get_by_label("OEM host version")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#upload-provision-dialog")).to_be_hidden()
+
+    for url in (f"/dashboard/devices/{dsn}", f"/dashboard/actions/{action_id}"):
+        response = page.goto(url)
+        assert response.status == 404
+        expect(page.get_by_role("alert")).to_contain_text("AFS-404")
+    screenshot(page, "not-found")
+
+    # Keyboard: the tabs and the toolbar are reachable with Tab, and show a focus ring.
+    page.goto("/dashboard")
+    page.keyboard.press("Tab")  # skip link
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent.trim()")
+    assert focused == "Factory Actions"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"

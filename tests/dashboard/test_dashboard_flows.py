@@ -1,0 +1,251 @@
+"""The dashboard's flows through TestClient: reserve, uploads, DSN View, jobs, factory reset."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from tests.conftest import FrozenClock
+from tests.dashboard.conftest import Dash
+from tests.dashboard.helpers import log_line, manufacture, provision_gateway, reserve
+from tests.world import World
+
+
+def rows(page: str, marker: str) -> list[str]:
+    return re.findall(rf'<tr {marker}="([^"]+)"', page)
+
+
+def test_reserve_then_download_the_bundle_and_files(
+    dash: Callable[[str], Dash], pool: Callable[[int], None]
+) -> None:
+    pool(5)
+    client = dash("mm")
+    response = client.post("/dashboard/actions/reserve", {"model": "AY001MTP1", "count": "5"})
+    assert response.status_code == 303
+    location = response.headers["location"]
+    assert re.fullmatch(r"/dashboard\?done=\d+", location)
+    action_id = location.rsplit("=", 1)[1]
+    page = client.get(location).text
+    assert "Reserved 5 AY001MTP1 DSNs" in page
+    assert f'href="/dashboard/actions/{action_id}/files/xml"' in page
+    assert rows(page, "data-action") == [action_id]
+    bundle = client.get(f"/dashboard/actions/{action_id}/files/xml")
+    assert bundle.status_code == 200
+    assert bundle.headers["content-type"] == "application/pkcs7-mime"
+    assert (
+        bundle.headers["content-disposition"]
+        == f'attachment; filename="action-{action_id}-reserve-dsns.zip.p7m"'
+    )
+    assert len(bundle.content) > 500
+    csv = client.get(f"/dashboard/actions/{action_id}/files/csv").text.splitlines()
+    assert csv[0] == "dsn,model,status,result,error_code"
+    assert len(csv) == 6
+    devices = client.get(f"/dashboard/devices?action_id={action_id}").text
+    assert len(rows(devices, "data-dsn")) == 5
+    assert f"Devices of action #{action_id}" in devices
+
+
+def test_platform_admin_reserves_for_an_oem(
+    dash: Callable[[str], Dash], world: World, pool: Callable[[int], None]
+) -> None:
+    pool(2)
+    client = dash("ayla")
+    oem = world.oem_ids["gateways"]
+    response = client.post("/dashboard/actions/reserve", {"model": "AY001RTA", "count": "2", "oem_id": oem})
+    assert response.status_code == 303
+    action_id = response.headers["location"].rsplit("=", 1)[1]
+    # The gateways' admin sees the reservation as its own.
+    page = dash("gateway_admin").get(f"/dashboard/actions/{action_id}")
+    assert page.status_code == 200
+    assert "Reserved 2 AY001RTA DSNs" in page.text
+
+
+def test_upload_validate_then_submit(
+    dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], run_actions: Callable[[], int]
+) -> None:
+    pool(3)
+    _, dsns = reserve(world, "mm", "AY001MTP1", 3)
+    lines = [
+        log_line(dsns[0], "000000000001", "sig-1"),
+        log_line(dsns[1], "zz", "sig-2"),  # invalid mac
+        log_line(dsns[2], "000000000003", "sig-3"),
+    ]
+    content = ("\n".join(lines) + "\n").encode()
+    client = dash("mm")
+
+    def upload(validate: bool) -> str:
+        response = client.client.post(
+            "/dashboard/actions/upload",
+            data={
+                "type": "manufacture",
+                "validate_only": "true" if validate else "false",
+                "csrf_token": client.csrf(),
+            },
+            files={"file": ("shift-2.log", content, "text/plain")},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        location: str = response.headers["location"]
+        assert re.fullmatch(r"/dashboard/actions/\d+", location)
+        return location
+
+    validated = upload(True)
+    live = client.get(f"{validated}/live").text
+    assert 'data-final="false"' in live
+    assert "Waiting for a worker" in live
+    assert "<html" not in live  # a fragment, for the page's script
+    assert run_actions() == 1
+    page = client.get(validated).text
+    assert "Validate manufacture" in page
+    assert "Validation found 1 line that would fail. Nothing was changed." in page
+    assert 'data-final="true"' in page
+    assert re.search(r'<tr class="outcome-invalid" data-line="2">', page)
+    assert "mac zz is not 12 hex digits" in page
+    assert "mac: (none) → 000000000001" in page
+    device = client.get(f"/dashboard/devices/{dsns[0]}").text
+    assert "000000000001" not in device  # validation applied nothing
+
+    submitted = upload(False)
+    run_actions()
+    page = client.get(submitted).text
+    assert "1 line failed; 2 applied, 0 identical" in page
+    assert rows(page, 'class="outcome-applied" data-line') == ["1", "3"]
+    problems = client.get(f"{submitted}?lines=problems").text
+    assert rows(problems, 'class="outcome-invalid" data-line') == ["2"]
+    assert "outcome-applied" not in problems
+    action_id = submitted.rsplit("/", 1)[1]
+    failed = client.get(f"/dashboard/actions/{action_id}/files/failed")
+    assert failed.text == lines[1] + "\n"
+    log = client.get(f"/dashboard/actions/{action_id}/files/log").text
+    assert log.startswith("2,")
+    assert "000000000001" in client.get(f"/dashboard/devices/{dsns[0]}").text
+    listing = client.get("/dashboard").text
+    assert rows(listing, "data-action")[:2] == [action_id, validated.rsplit("/", 1)[1]]
+
+
+def test_provision_upload_with_an_oem_host_version(
+    dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], run_actions: Callable[[], int]
+) -> None:
+    pool(1)
+    _, (dsn,) = reserve(world, "som", "AY001RTA", 1)
+    client = dash("som")
+    csv = (
+        "dsn,model,oem_model,mac,manuf_model,module_sw_version,dom_at\n"
+        f"{dsn},AY001RTA,zbgw,123456789abc,linux,devd 1.0,2014/06/02 16:21:10 UTC\n"
+    )
+    response = client.client.post(
+        "/dashboard/actions/upload",
+        data={
+            "type": "provision",
+            "validate_only": "false",
+            "oem_host_version": "3.1",
+            "csrf_token": client.csrf(),
+        },
+        files={"file": ("gw.csv", csv.encode(), "text/csv")},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    run_actions()
+    page = client.get(response.headers["location"]).text
+    assert "gw.csv applied: 1 applied" in page
+    assert "OEM host version" in page
+    device = client.get(f"/dashboard/devices/{dsn}").text
+    assert "3.1" in device
+    assert "mac-123456789abc" in device
+
+
+def test_dsn_view_search_fields_and_paging(
+    dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], clock: FrozenClock
+) -> None:
+    pool(30)
+    first_action, first = reserve(world, "mm", "AY001MTP1", 27)
+    clock.advance(days=3)
+    world._tokens.clear()  # the API tokens of three days ago have expired
+    _, later = reserve(world, "mm", "AY001MTC2", 3)
+    manufacture(world, "mm", first[0], 1)
+    client = dash("mm")
+
+    everything = client.get("/dashboard/devices").text
+    assert rows(everything, "data-dsn") == first[:25]
+    next_link = re.search(r'href="(/dashboard/devices\?[^"]*cursor=[^"]+)"', everything)
+    assert next_link
+    second = client.get(next_link.group(1).replace("&amp;", "&")).text
+    assert rows(second, "data-dsn") == first[25:] + later
+    assert "First page" in second
+
+    assert rows(client.get(f"/dashboard/devices?dsn={first[0][:-1]}*").text, "data-dsn") == first[:9]
+    assert rows(client.get(f"/dashboard/devices?dsn={first[1][:-1]}?").text, "data-dsn") == first[:9]
+    assert rows(client.get(f"/dashboard/devices?dsn={later[0]}").text, "data-dsn") == [later[0]]
+    # A date range: "before" a date includes that whole day.
+    assert (
+        rows(client.get("/dashboard/devices?reserved_after=2026-11-25&limit=100").text, "data-dsn") == later
+    )
+    on_the_22nd = client.get(
+        "/dashboard/devices?reserved_after=2026-11-22&reserved_before=2026-11-22&limit=100"
+    )
+    assert rows(on_the_22nd.text, "data-dsn") == first
+    assert 'value="2026-11-22"' in on_the_22nd.text  # the form keeps its values
+    assert rows(client.get("/dashboard/devices?status=manufactured").text, "data-dsn") == [first[0]]
+    assert rows(client.get("/dashboard/devices?mac=00:00:00:00:00:01").text, "data-dsn") == [first[0]]
+    assert rows(client.get("/dashboard/devices?model=AY001MTC2").text, "data-dsn") == later
+    assert rows(client.get("/dashboard/devices?manuf_model=WD101a").text, "data-dsn") == [first[0]]
+    assert rows(client.get(f"/dashboard/devices?action_id={first_action}&limit=50").text, "data-dsn") == first
+    assert rows(
+        client.get("/dashboard/devices?hwsig=sig-1&manufactured_after=2026-11-25").text, "data-dsn"
+    ) == [first[0]]
+    more = client.get("/dashboard/devices?odm=nobody").text
+    assert rows(more, "data-dsn") == []
+    assert "No device matches this search." in more
+    assert re.search(r'<details class="more-filters"\s+open>', more)
+
+
+def test_device_page_jobs_and_factory_reset(
+    dash: Callable[[str], Dash], world: World, pool: Callable[[int], None]
+) -> None:
+    pool(1)
+    _, (dsn,) = reserve(world, "gateway_admin", "AY001RTA", 1)
+    provision_gateway(world, "gateway_admin", dsn)
+    client = dash("gateway_admin")
+    page = client.get(f"/dashboard/devices/{dsn}").text
+    for value in ("zbgw", "123456789abc", "mac-123456789abc", "linux", "devd 1.0", "2014-06-02 16:21:10"):
+        assert value in page
+    assert "BEGIN RSA PUBLIC KEY" in page
+    reset = client.post(f"/dashboard/devices/{dsn}/factory_reset")
+    assert reset.status_code == 200
+    steps = re.findall(r'<tr><th scope="row">([^<]+)</th><td><span class="pill pill-success">', reset.text)
+    assert steps == ["Reset Template", "Reset Device", "Unregister Device", "Reset Datapoints"]
+    jobs = client.get(f"/dashboard/devices/{dsn}/jobs").text
+    assert re.findall(r'<tr data-operation="([^"]+)">', jobs) == [
+        "reserve",
+        "provision",
+        "factory_reset:reset_template",
+        "factory_reset:reset_device",
+        "factory_reset:unregister_device",
+        "factory_reset:reset_datapoints",
+    ]
+
+
+def test_action_list_search_and_paging(
+    dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], clock: FrozenClock
+) -> None:
+    pool(27)
+    ids = []
+    for _ in range(26):
+        ids.append(str(reserve(world, "mm", "AY001MTP1", 1)[0]))
+        clock.advance(minutes=10)
+    ids.append(str(reserve(world, "mm_admin", "AY001MTC2", 1)[0]))
+    client = dash("mm")
+    newest_first = list(reversed(ids))
+    page = client.get("/dashboard").text
+    assert rows(page, "data-action") == newest_first[:25]
+    older = re.search(r'href="(/dashboard\?[^"]*cursor=\d+)" rel="next"', page)
+    assert older
+    assert rows(client.get(older.group(1)).text, "data-action") == newest_first[25:]
+    by_admin = client.get("/dashboard?created_by=mm_admin@example.com").text
+    assert rows(by_admin, "data-action") == [ids[-1]]
+    assert "created by <strong>mm_admin@example.com</strong>" in by_admin
+    window = client.get(
+        "/dashboard?from=2026-11-22T09:20&to=2026-11-22T09:35&type=reserve&status=success"
+    ).text
+    assert rows(window, "data-action") == [ids[3], ids[2]]
+    assert rows(client.get("/dashboard?type=manufacture").text, "data-action") == []
