@@ -16,7 +16,6 @@ state:
 
 from __future__ import annotations
 
-import re
 import shutil
 import sqlite3
 import tempfile
@@ -176,6 +175,7 @@ class InProcess:
     """The runner alone on one copy of the database."""
 
     seconds: float
+    cpu_seconds: float
     batch_size: int
 
 
@@ -188,7 +188,8 @@ def in_process_run(directory: Path, log_file: Path) -> InProcess:
     try:
         with session_scope(factory) as session, log_file.open("rb") as stream:
             user = account_queries.get_user_by_email(session, EMAIL)
-            assert user is not None and user.oem_id is not None
+            assert user is not None
+            assert user.oem_id is not None
             actor = actor_for(user, account_queries.get_oem(session, user.oem_id))
             action_id = create_upload_action(
                 session,
@@ -202,9 +203,9 @@ def in_process_run(directory: Path, log_file: Path) -> InProcess:
                 now=utcnow(),
             ).id
         runner = ActionRunner(factory, settings)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         worked = runner.run_once(threading.Event())
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         with factory() as session:
             action = session.scalars(select(FactoryAction).where(FactoryAction.id == action_id)).one()
             check_action(worked, action.status, action.applied)
@@ -213,7 +214,7 @@ def in_process_run(directory: Path, log_file: Path) -> InProcess:
             raise RuntimeError(f"{manufactured} devices manufactured, not {LINES}")
     finally:
         engine.dispose()
-    return InProcess(elapsed, settings.action_batch_size)
+    return InProcess(elapsed, cpu, settings.action_batch_size)
 
 
 def check_action(worked: bool, status: str, applied: int) -> None:
@@ -273,7 +274,7 @@ def end_to_end_run(directory: Path, content: bytes) -> EndToEnd:
             finished = time.perf_counter()
             cpu = server.cpu_seconds() - cpu_before
     check_action(True, action["status"], action["progress"]["applied"])
-    created, began, ended = (_moment(action[key]) for key in ("created_at", "started_at", "finished_at"))
+    created, began, ended = action_times(directory, action_id)
     return EndToEnd(
         seconds=finished - started,
         post_seconds=posted - started,
@@ -284,9 +285,18 @@ def end_to_end_run(directory: Path, content: bytes) -> EndToEnd:
     )
 
 
-def _moment(value: str) -> datetime:
-    """An ISO timestamp of the API (``Z`` or an offset)."""
-    return datetime.fromisoformat(re.sub(r"Z$", "+00:00", value))
+def action_times(directory: Path, action_id: int) -> tuple[datetime, datetime, datetime]:
+    """created_at, started_at and finished_at of the action, from the database (the API rounds to s)."""
+    engine = make_engine(database_url(directory))
+    try:
+        with make_session_factory(engine)() as session:
+            action = session.get(FactoryAction, action_id)
+            assert action is not None
+            assert action.started_at is not None
+            assert action.finished_at is not None
+            return action.created_at, action.started_at, action.finished_at
+    finally:
+        engine.dispose()
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -327,7 +337,8 @@ def measure() -> Samples:
             print(
                 f"  round {index + 1}: end to end {e2e.seconds:.2f} s (POST {e2e.post_seconds:.2f} s, "
                 f"queued {e2e.queued_seconds:.2f} s, worked {e2e.worked_seconds:.2f} s, server CPU "
-                f"{e2e.server_cpu_seconds:.1f} s); in process {in_process[-1].seconds:.2f} s; "
+                f"{e2e.server_cpu_seconds:.1f} s); in process {in_process[-1].seconds:.2f} s "
+                f"(CPU {in_process[-1].cpu_seconds:.1f} s); "
                 f"raw UPDATE {raw[-1]:.2f} s",
                 flush=True,
             )
@@ -362,10 +373,15 @@ def run() -> dict[str, Any]:
             "parse": samples.parse,
             "raw_sqlite_update": samples.raw_update,
             "in_process_runner": [r.seconds for r in samples.in_process],
+            "in_process_runner_cpu": [r.cpu_seconds for r in samples.in_process],
             "end_to_end": [e.__dict__ for e in samples.end_to_end],
         },
         "end_to_end_s": end_to_end,
         "in_process_runner_s": in_process,
+        "cpu_s": {
+            "in_process_runner": median([r.cpu_seconds for r in samples.in_process]),
+            "server_end_to_end": median([e.server_cpu_seconds for e in samples.end_to_end]),
+        },
         "rates_per_s": rates,
         "ratios": {
             "end_to_end_to_parse": rates["end_to_end"] / rates["parse"],

@@ -165,6 +165,9 @@ DESKTOP = {"width": 1280, "height": 800}
 def chromium() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright (one browser for the session)."""
     if not CHROMIUM.exists():
+        # CI installs Chromium and sets CI: there a missing browser is a failure, not a skip.
+        if os.environ.get("CI"):
+            pytest.fail("/usr/bin/chromium is missing (.ci/run installs Debian's chromium)")
         pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
