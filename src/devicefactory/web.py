@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextvars
+import functools
+import inspect
 import json
 import logging
 import time
@@ -56,8 +58,15 @@ class TransactionalRoute(APIRoute):
     """Commit the request's session before the response leaves, roll back on error.
 
     Dependencies with ``yield`` may run their exit code after the response is sent,
-    which would tell a client "200" for a write that then fails to commit.
+    which would tell a client "200" for a write that then fails to commit. A sync
+    endpoint commits in its own worker thread, right after its work: the connection
+    (SQLite's single writer) is never held while the request waits for the event loop.
     """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _committing(endpoint)
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -77,11 +86,38 @@ class TransactionalRoute(APIRoute):
         return handle
 
 
+def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    def run_and_commit(*args: Any, **kwargs: Any) -> Any:
+        session = next((value for value in kwargs.values() if isinstance(value, Session)), None)
+        try:
+            result = endpoint(*args, **kwargs)
+        except ServiceError as error:
+            if session is not None:
+                _finish(session, commit=error.commit_recorded)
+            raise
+        if session is not None:
+            _finish(session, commit=True)
+        return result
+
+    return run_and_commit
+
+
+def _finish(session: Session, *, commit: bool) -> None:
+    if commit:
+        session.commit()
+    else:
+        session.rollback()
+
+
 async def _end_transaction(request: Request, *, commit: bool) -> None:
     session: Session | None = getattr(request.state, "db_session", None)
     if session is None:
         return
     request.state.db_session = None
+    if not session.in_transaction():
+        session.close()  # already committed in the endpoint's thread: nothing to wait for
+        return
 
     def finish() -> None:
         try:
@@ -128,6 +164,9 @@ def get_actor(
     now: Annotated[datetime, Depends(get_now)],
 ) -> Actor:
     actor = accounts.authenticate(session, access_token=bearer_token(request), now=now)
+    # End the read transaction here, so the connection is free while the request
+    # waits for its endpoint's turn.
+    session.commit()
     request.state.actor = actor
     return actor
 
