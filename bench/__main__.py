@@ -8,13 +8,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import keygen, machine, manufacture, reserve
+from bench import keygen, machine, manufacture, reserve, search, upload
 from bench.report import RESULTS_DIR, write_json
 
 BENCHMARKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
     ("keygen", keygen.run),
     ("reserve", reserve.run),
     ("manufacture", manufacture.run),
+    ("upload", upload.run),
+    ("search", search.run),
 ]
 
 

@@ -7,6 +7,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +62,17 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as indented JSON, creating the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_alone_run(name: str, result: dict[str, Any], started: datetime) -> Path:
+    """Keep the results of one benchmark run alone (``python -m bench.<name>``) in results/history/.
+
+    The document has the shape of a full run's, with only this benchmark in it.
+    """
+    from bench import machine  # machine imports the server helpers; only needed here
+
+    document = {"started": started.isoformat(timespec="seconds"), "machine": machine.describe()}
+    document["results"] = {name: result}
+    path = RESULTS_DIR / "history" / f"{started:%Y%m%dT%H%M%SZ}-{name}.json"
+    write_json(path, document)
+    return path

@@ -31,7 +31,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.keycache import MASTER_KEY_FILE, cached_pairs
-from bench.report import Check, median
+from bench.report import Check, median, write_alone_run
 from bench.server import ServerProcess, database_url, devicefactory_server
 from bench.world import EMAIL, create_module_maker, prepare_database, sign_in
 from devicefactory.accounts import queries as account_queries
@@ -393,4 +393,5 @@ def run() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    run()
+    begun = datetime.now(UTC)
+    print(f"results: {write_alone_run('upload', run(), begun)}")

@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.db import session_scope, utcnow
 from devicefactory.keys import queries
-from devicefactory.keys.crypto import MasterKey, SealedKeyPair
-from devicefactory.keys.pool import generate_batch
+from devicefactory.keys.crypto import MasterKey, SealedKeyPair, generate_sealed_key_pairs
 
 
 class KeyCache:
@@ -26,7 +25,7 @@ class KeyCache:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=context) as executor:
                 secret = self.master_key.secret_bytes()
-                for batch in executor.map(generate_batch, [secret] * workers, chunks):
+                for batch in executor.map(generate_sealed_key_pairs, [secret] * workers, chunks):
                     self.pairs.extend(batch)
         return self.pairs[:count]
 

@@ -227,6 +227,15 @@ def generate_sealed_key_pair(master_key_bytes: bytes) -> SealedKeyPair:
     return seal_key_pair(MasterKey(master_key_bytes), private_der, public_pem)
 
 
+def generate_sealed_key_pairs(master_key_bytes: bytes, count: int) -> list[SealedKeyPair]:
+    """A worker-process task of ``count`` pairs (batched to amortise the hand-off).
+
+    It lives here, in a module that imports only ``cryptography``, so that spawned key
+    workers start without loading SQLAlchemy and the models.
+    """
+    return [generate_sealed_key_pair(master_key_bytes) for _ in range(count)]
+
+
 def device_xml(dsn: str, public_pem: str) -> bytes:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'

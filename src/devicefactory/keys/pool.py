@@ -14,15 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.db import session_scope, utcnow
 from devicefactory.keys import queries
-from devicefactory.keys.crypto import MasterKey, SealedKeyPair, generate_sealed_key_pair
+from devicefactory.keys.crypto import MasterKey, SealedKeyPair, generate_sealed_key_pairs
 
 log = logging.getLogger("devicefactory.keys")
 KEYS_PER_TASK = 4
-
-
-def generate_batch(master_key_bytes: bytes, count: int) -> list[SealedKeyPair]:
-    """Worker-process task: ``count`` sealed pairs (batched to amortise pickling)."""
-    return [generate_sealed_key_pair(master_key_bytes) for _ in range(count)]
 
 
 class KeyPoolFiller:
@@ -67,7 +62,7 @@ class KeyPoolFiller:
         while (scheduled < deficit or in_flight) and not stop.is_set():
             while scheduled < deficit and len(in_flight) < self.workers * 2:
                 batch = min(KEYS_PER_TASK, deficit - scheduled)
-                in_flight.add(executor.submit(generate_batch, secret, batch))
+                in_flight.add(executor.submit(generate_sealed_key_pairs, secret, batch))
                 scheduled += batch
             done, in_flight = _wait_some(in_flight)
             pairs = [pair for future in done for pair in future.result()]
