@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from devicefactory.accounts import queries as accounts_queries
 from devicefactory.accounts.policy import Actor
 from devicefactory.actions import files, queries
-from devicefactory.actions.models import ActionStatus, ActionType, FactoryAction
+from devicefactory.actions.models import ActionLine, ActionStatus, ActionType, FactoryAction
 from devicefactory.devices.models import Device
 from devicefactory.devices.search import parse_moment
 from devicefactory.errors import NotFound, ValidationFailed
@@ -70,6 +71,15 @@ def search_actions(
         before_id=min(cursor, MAX_ID) if cursor is not None else None,
         limit=_page(limit),
     )
+
+
+def action_lines(
+    session: Session, actor: Actor, action_id: int, *, failed_only: bool = False, limit: int = MAX_PAGE
+) -> tuple[FactoryAction, Sequence[ActionLine]]:
+    """An upload's per-line outcomes (the first ``limit``), tenant-checked."""
+    action = get_action(session, actor, action_id)
+    lines = queries.action_lines(session, action.id, failed_only=failed_only)
+    return action, list(itertools.islice(lines, limit))
 
 
 def _moment(name: str, value: str | datetime | None) -> datetime | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Request, Response
@@ -13,7 +12,6 @@ from starlette.datastructures import UploadFile
 from devicefactory.accounts import service as accounts
 from devicefactory.accounts.models import ModuleModel, Oem
 from devicefactory.accounts.policy import Actor, ModelKind
-from devicefactory.actions import queries as action_queries
 from devicefactory.actions import service, uploads
 from devicefactory.actions.models import ActionLine, ActionStatus, ActionType, FactoryAction
 from devicefactory.dashboard import csrf, forms
@@ -52,8 +50,7 @@ def upload_lines(
     action = service.get_action(session, actor, action_id)
     if action.type == ActionType.RESERVE or action.status not in FINAL:
         return action, []
-    lines = action_queries.action_lines(session, action.id, failed_only=problems_only)
-    return action, list(itertools.islice(lines, LINES_SHOWN))
+    return service.action_lines(session, actor, action_id, failed_only=problems_only, limit=LINES_SHOWN)
 
 
 @router.get("")
