@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -31,9 +32,12 @@ class LiveServer:
         web_workers: int = 1,
         background_workers: bool = False,
         extra_env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+        https_client: dict[str, Any] | None = None,
     ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if https_client else 'http'}://127.0.0.1:{self.port}"
+        self.client_options = https_client or {}
         self.env = {
             **os.environ,
             "DEVICEFACTORY_DATABASE_URL": database_url,
@@ -46,6 +50,7 @@ class LiveServer:
         self.args += ["--web-workers", str(web_workers)]
         if not background_workers:
             self.args.append("--no-workers")
+        self.args += extra_args
         self.workdir = workdir
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -62,7 +67,7 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/healthz", timeout=1, **self.client_options).status_code == 200:
                     return
             except httpx.HTTPError:
                 time.sleep(0.1)
