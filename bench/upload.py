@@ -21,7 +21,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -232,7 +232,8 @@ class EndToEnd:
     queued_seconds: float  # created_at -> started_at (runner poll, claim)
     worked_seconds: float  # started_at -> finished_at (line counting, batches, finish)
     server_cpu_seconds: float  # web and worker processes together
-    polls: int
+    poll_ms: list[float]  # each GET /factory_actions/:id while waiting, in order
+    finished_get_ms: float  # median of 5 GETs of the finished action (100,000 lines behind it)
 
 
 def wait_for_workers(server: ServerProcess, log_file: Path, timeout: float = 60) -> None:
@@ -264,15 +265,21 @@ def end_to_end_run(directory: Path, content: bytes) -> EndToEnd:
             if response.status_code != 202:
                 raise RuntimeError(f"upload answered {response.status_code}: {response.text[:500]}")
             action_id = response.json()["factory_action"]["id"]
-            polls = 0
+            poll_ms: list[float] = []
             while True:
-                polls += 1
+                asked = time.perf_counter()
                 action = client.get(f"{ACTIONS_PATH}/{action_id}", headers=headers).json()["factory_action"]
+                poll_ms.append((time.perf_counter() - asked) * 1000)
                 if action["status"] in ("success", "failure"):
                     break
                 time.sleep(POLL_SECONDS)
             finished = time.perf_counter()
             cpu = server.cpu_seconds() - cpu_before
+            finished_get_ms = []
+            for _ in range(5):
+                asked = time.perf_counter()
+                client.get(f"{ACTIONS_PATH}/{action_id}", headers=headers).raise_for_status()
+                finished_get_ms.append((time.perf_counter() - asked) * 1000)
     check_action(True, action["status"], action["progress"]["applied"])
     created, began, ended = action_times(directory, action_id)
     return EndToEnd(
@@ -281,7 +288,8 @@ def end_to_end_run(directory: Path, content: bytes) -> EndToEnd:
         queued_seconds=(began - created).total_seconds(),
         worked_seconds=(ended - began).total_seconds(),
         server_cpu_seconds=cpu,
-        polls=polls,
+        poll_ms=poll_ms,
+        finished_get_ms=median(finished_get_ms),
     )
 
 
@@ -333,16 +341,21 @@ def measure() -> Samples:
             raw.append(raw_update_seconds(fresh_copy(base_db, workdir, f"raw-{index}")))
             in_process.append(in_process_run(fresh_copy(base_db, workdir, f"runner-{index}"), log_file))
             end_to_end.append(end_to_end_run(fresh_copy(base_db, workdir, f"server-{index}"), content))
-            e2e = end_to_end[-1]
             print(
-                f"  round {index + 1}: end to end {e2e.seconds:.2f} s (POST {e2e.post_seconds:.2f} s, "
-                f"queued {e2e.queued_seconds:.2f} s, worked {e2e.worked_seconds:.2f} s, server CPU "
-                f"{e2e.server_cpu_seconds:.1f} s); in process {in_process[-1].seconds:.2f} s "
-                f"(CPU {in_process[-1].cpu_seconds:.1f} s); "
-                f"raw UPDATE {raw[-1]:.2f} s",
-                flush=True,
+                f"  round {index + 1}: {describe_round(end_to_end[-1], in_process[-1], raw[-1])}", flush=True
             )
         return Samples(parse, raw, in_process, end_to_end)
+
+
+def describe_round(e2e: EndToEnd, runner: InProcess, raw: float) -> str:
+    """One round as printed: where the end-to-end time went, the runner alone, the raw UPDATE."""
+    return (
+        f"end to end {e2e.seconds:.2f} s (POST {e2e.post_seconds:.2f} s, queued {e2e.queued_seconds:.2f} s, "
+        f"worked {e2e.worked_seconds:.2f} s, server CPU {e2e.server_cpu_seconds:.1f} s; "
+        f"{len(e2e.poll_ms)} polls, median {median(e2e.poll_ms):.0f} ms, max {max(e2e.poll_ms):.0f} ms; "
+        f"GET of the finished action {e2e.finished_get_ms:.0f} ms); in process {runner.seconds:.2f} s "
+        f"(CPU {runner.cpu_seconds:.1f} s); raw UPDATE {raw:.2f} s"
+    )
 
 
 def run() -> dict[str, Any]:
@@ -374,7 +387,7 @@ def run() -> dict[str, Any]:
             "raw_sqlite_update": samples.raw_update,
             "in_process_runner": [r.seconds for r in samples.in_process],
             "in_process_runner_cpu": [r.cpu_seconds for r in samples.in_process],
-            "end_to_end": [e.__dict__ for e in samples.end_to_end],
+            "end_to_end": [asdict(e) for e in samples.end_to_end],
         },
         "end_to_end_s": end_to_end,
         "in_process_runner_s": in_process,
