@@ -72,7 +72,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         for closing in ("close", "close_detached", "detach"):
             event.listen(engine, closing, _close_writer_lock)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # Plan every statement with its real values: psycopg prepares repeated statements,
+    # and a generic plan for "dsn LIKE $1" ignores the index (measured 9 ms -> 500 ms).
+    connect_args = {"options": "-c plan_cache_mode=force_custom_plan"}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -39,16 +38,3 @@ def _ensure_sqlite_directory(url: str) -> None:
     if url.startswith("sqlite:///") and ":memory:" not in url:
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
 
-
-def include_object_for(dialect_name: str) -> Callable[..., bool]:
-    """Autogenerate filter: leave out objects declared for another database (``ddl_if``)."""
-
-    def include_object(
-        obj: object, _name: str | None, type_: str, reflected: bool, _compare_to: object
-    ) -> bool:
-        condition = getattr(obj, "_ddl_if", None)
-        if type_ == "index" and not reflected and condition is not None and condition.dialect:
-            return bool(condition.dialect == dialect_name)
-        return True
-
-    return include_object

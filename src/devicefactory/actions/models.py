@@ -77,12 +77,18 @@ class ActionLine(Base):
     """The outcome of one line of an upload (applied, identical, conflict, invalid, skipped)."""
 
     __tablename__ = "action_lines"
-    __table_args__ = (UniqueConstraint("action_id", "line_no"),)
+    __table_args__ = (
+        UniqueConstraint("action_id", "line_no"),
+        # The action detail lists the devices an upload touched, by DSN.
+        Index("ix_action_lines_action_dsn", "action_id", "dsn"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     action_id: Mapped[int] = mapped_column(ForeignKey("factory_actions.id", ondelete="CASCADE"))
     line_no: Mapped[int] = mapped_column(Integer)
-    dsn: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    dsn: Mapped[str | None] = mapped_column(
+        String(64).with_variant(String(64, collation="C"), "postgresql"), index=True, default=None
+    )
     outcome: Mapped[str] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(16), default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)

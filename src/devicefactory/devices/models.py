@@ -10,6 +10,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from devicefactory.db import Base, UTCDateTime, utcnow
 
+# DSNs compare byte by byte ("C" collation) on PostgreSQL, so that the primary key's
+# btree serves prefix searches and DSN order directly (SQLite's BINARY already does).
+DsnType = String(32).with_variant(String(32, collation="C"), "postgresql")
+
 
 class DeviceStatus(enum.StrEnum):
     RESERVED = "reserved"
@@ -31,13 +35,9 @@ class Device(Base):
     __table_args__ = (
         Index("ix_devices_reserved_by_dsn", "reserved_by_oem_id", "dsn"),
         Index("ix_devices_owner_dsn", "owner_oem_id", "dsn"),
-        # PostgreSQL's btree on a non-C collation cannot serve LIKE 'prefix%'; this one can.
-        Index("ix_devices_dsn_pattern", "dsn", postgresql_ops={"dsn": "text_pattern_ops"}).ddl_if(
-            dialect="postgresql"
-        ),
     )
 
-    dsn: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dsn: Mapped[str] = mapped_column(DsnType, primary_key=True)
     model: Mapped[str] = mapped_column(ForeignKey("module_models.name"), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     public_key: Mapped[str] = mapped_column(Text)
@@ -83,7 +83,7 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_dsn_id", "dsn", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    dsn: Mapped[str] = mapped_column(ForeignKey("devices.dsn", ondelete="CASCADE"))
+    dsn: Mapped[str] = mapped_column(DsnType, ForeignKey("devices.dsn", ondelete="CASCADE"))
     action_id: Mapped[int | None] = mapped_column(ForeignKey("factory_actions.id"), index=True)
     operation: Mapped[str] = mapped_column(String(32))
     result: Mapped[str] = mapped_column(String(16))

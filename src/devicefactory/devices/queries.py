@@ -28,7 +28,7 @@ from devicefactory.accounts.models import ModuleModel
 from devicefactory.accounts.policy import Actor
 from devicefactory.devices.models import Counter, Device, DeviceStatus, Job
 from devicefactory.devices.records import RECORD_COLUMNS, DeviceRecord
-from devicefactory.devices.search import DeviceSearch, prefix_of
+from devicefactory.devices.search import DeviceSearch, literal_prefix
 
 DSN_COUNTER = "dsn"
 DEVICES = cast(Table, Device.__table__)
@@ -213,7 +213,7 @@ def search_statement(session: Session, actor: Actor, search: DeviceSearch) -> Se
     for name, value in search.exact.items():
         query = query.where(getattr(Device, name) == value)
     for name, pattern in search.like.items():
-        query = query.where(_like_clause(session, name, pattern))
+        query = query.where(_like_clause(name, pattern))
     if search.ads_connect_flag is not None:
         query = query.where(Device.ads_connect_flag.is_(search.ads_connect_flag))
     if search.last_job_failed is not None:
@@ -233,16 +233,15 @@ def search_statement(session: Session, actor: Actor, search: DeviceSearch) -> Se
     return query.order_by(order).limit(search.limit)
 
 
-def _like_clause(session: Session, name: str, pattern: str) -> ColumnElement[bool]:
+def _like_clause(name: str, pattern: str) -> ColumnElement[bool]:
     column: ColumnElement[str] = getattr(Device, name)
     if name != "dsn":
         return column.ilike(pattern, escape="\\")  # the same on both databases
-    prefix = prefix_of(pattern)
-    if prefix is not None and session.get_bind().dialect.name == "sqlite":
-        # SQLite's LIKE is case-insensitive and so cannot use the index; a range can.
-        return and_(column >= prefix, column < prefix + "\uffff")
-    # DSNs are upper case (the pattern too); PostgreSQL uses its text_pattern_ops index.
-    return column.like(pattern, escape="\\")
+    # DSNs are upper case (the pattern too) and compare byte by byte on both databases,
+    # so the literal part before the first wildcard bounds an index range on the key.
+    condition = column.like(pattern, escape="\\")
+    prefix = literal_prefix(pattern)
+    return and_(column >= prefix, column < prefix + "\uffff", condition) if prefix else condition
 
 
 def _dsns_of_action(action_id: int) -> Select[tuple[str]]:

@@ -179,8 +179,7 @@ def decode_cursor(cursor: str) -> str | None:
     return text if text.isprintable() and 0 < len(text) <= 64 else None
 
 
-def prefix_of(pattern: str) -> str | None:
-    """``ABC%`` -> ``ABC`` when the pattern is a plain prefix search (index-friendly)."""
-    if pattern.endswith("%") and not re.search(r"[%_\\]", pattern[:-1]):
-        return pattern[:-1]
-    return None
+def literal_prefix(pattern: str) -> str:
+    """The part of a LIKE pattern before its first wildcard (``AC000W0012%45`` -> ``AC000W0012``)."""
+    match = re.match(r"[^%_\\]*", pattern)
+    return match.group(0) if match else ""

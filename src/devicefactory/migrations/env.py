@@ -8,7 +8,6 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 
 from devicefactory.db import UTCDateTime
-from devicefactory.migrate import include_object_for
 from devicefactory.models import Base
 
 
@@ -27,7 +26,6 @@ context.configure(
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
     render_item=render_item,
-    include_object=include_object_for(connection.dialect.name),
 )
 with context.begin_transaction():
     context.run_migrations()
