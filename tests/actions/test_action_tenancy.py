@@ -11,44 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
+from tests.api import ACTIONS, UNKNOWN_DSN, advance, log_line, reservation, upload
 from tests.conftest import FrozenClock
 from tests.world import World
 
 V1 = "/devicefactory/v1"
-ACTIONS = f"{V1}/factory_actions"
-HEAD = "2,1318462302,2016/11/24 10:34:23 UTC"
 FILE_KINDS = ("csv", "log", "xml", "failed")
 OTHER_OEMS = ["mm2", "mom", "product_admin", "mom2", "som", "gateway_admin", "som2"]
-UNKNOWN_DSN = "AC000W999999999"
 
 Pool = Callable[[int], None]
 Run = Callable[[], int]
-
-
-def reserve(world: World, user: str, model: str, count: int = 1) -> tuple[int, list[str]]:
-    response = world.client.post(
-        f"{V1}/devices/reserve", json={"model": model, "count": count}, headers=world.headers(user)
-    )
-    assert response.status_code == 200, response.text
-    return int(response.headers["X-Factory-Action"]), [item["device"]["dsn"] for item in response.json()]
-
-
-def log_line(dsn: str, mac: str, hwsig: str) -> str:
-    return f"{HEAD},label,0,AY001MTP1,{dsn},{mac},WD101a,p7,{hwsig},"
-
-
-def upload(world: World, user: str, lines: list[str], *, validate: bool = False) -> int:
-    response = world.client.post(
-        ACTIONS,
-        files={"file": ("line.log", ("\n".join(lines) + "\n").encode(), "text/plain")},
-        data={"type": "manufacture", "validate_only": "true" if validate else "false"},
-        headers=world.headers(user),
-    )
-    assert response.status_code == 202, response.text
-    return int(response.json()["factory_action"]["id"])
 
 
 def listed(world: World, user: str, params: dict[str, str] | None = None) -> list[int]:
@@ -57,14 +32,8 @@ def listed(world: World, user: str, params: dict[str, str] | None = None) -> lis
     return [int(action["id"]) for action in response.json()["factory_actions"]]
 
 
-def advance(world: World, clock: FrozenClock, *, days: int) -> None:
-    """Move the service's clock; access tokens expire meanwhile, so sign in again."""
-    clock.advance(days=days)
-    world._tokens.clear()
-
-
 def assert_not_found_like_unknown(
-    response: httpx.Response, unknown: httpx.Response, real: str, fake: str
+    response: httpx2.Response, unknown: httpx2.Response, real: str, fake: str
 ) -> None:
     """The same 404 as for something that does not exist, up to the id named in the message."""
     assert response.status_code == 404, response.text
@@ -84,11 +53,12 @@ def oem_a(world: World, pool: Pool, run_actions: Run) -> dict[str, Any]:
     """OEM modules: a reserve of two DSNs, and an upload that manufactured the first.
     OEM gateways: a reserve of its own."""
     pool(3)
-    reserve_id, dsns = reserve(world, "mm", "AY001MTP1", 2)
-    upload_id = upload(world, "mm", [log_line(dsns[0], "000000000001", "sig-1")])
+    reserved = reservation(world, "mm", "AY001MTP1", 2)
+    dsns = reserved.dsns
+    upload_id = upload(world, "mm", [log_line(dsns[0], "000000000001", "sig-1")])["id"]
     assert run_actions() == 1
-    other_id, _ = reserve(world, "som", "AY001RTA")
-    return {"reserve": reserve_id, "upload": upload_id, "dsns": dsns, "other": other_id}
+    other_id = reservation(world, "som", "AY001RTA").action_id
+    return {"reserve": reserved.action_id, "upload": upload_id, "dsns": dsns, "other": other_id}
 
 
 def test_other_oems_see_nothing_of_an_oems_actions_files_devices_and_jobs(
@@ -245,20 +215,22 @@ def history(world: World, pool: Pool, clock: FrozenClock, run_actions: Run) -> d
     """
     pool(4)
     ids = {}
-    ids["a1"], (dsn1,) = reserve(world, "mm", "AY001MTP1")
+    a1 = reservation(world, "mm", "AY001MTP1")
+    ids["a1"], (dsn1,) = a1.action_id, a1.dsns
     advance(world, clock, days=1)
-    ids["a2"], (dsn2,) = reserve(world, "mm_admin", "AY001MTP1")
+    a2 = reservation(world, "mm_admin", "AY001MTP1")
+    ids["a2"], (dsn2,) = a2.action_id, a2.dsns
     advance(world, clock, days=1)
-    ids["b1"], _ = reserve(world, "mm2", "AY001MTP1")
-    ids["a3"] = upload(world, "mm", [log_line(dsn1, "000000000001", "sig-1")])
+    ids["b1"] = reservation(world, "mm2", "AY001MTP1").action_id
+    ids["a3"] = upload(world, "mm", [log_line(dsn1, "000000000001", "sig-1")])["id"]
     advance(world, clock, days=1)
-    ids["a4"] = upload(world, "mm", [log_line(dsn2, "000000000002", "sig-2")], validate=True)
+    ids["a4"] = upload(world, "mm", [log_line(dsn2, "000000000002", "sig-2")], validate=True)["id"]
     advance(world, clock, days=1)
-    ids["a5"] = upload(world, "mm", [log_line(dsn2, "zz", "sig-2")])
-    ids["b2"], _ = reserve(world, "som", "AY001RTA")
+    ids["a5"] = upload(world, "mm", [log_line(dsn2, "zz", "sig-2")])["id"]
+    ids["b2"] = reservation(world, "som", "AY001RTA").action_id
     assert run_actions() == 3
     advance(world, clock, days=1)
-    ids["a6"] = upload(world, "mm", [log_line(dsn2, "000000000002", "sig-2")])
+    ids["a6"] = upload(world, "mm", [log_line(dsn2, "000000000002", "sig-2")])["id"]
     return ids
 
 

@@ -7,19 +7,18 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import httpx2
 import pytest
-from tests.actions.test_uploads import HEAD, action, file_text, reserve
+from tests.api import HEAD, action, file_text, post_upload, reserve
 from tests.world import World
 
 V1 = "/devicefactory/v1"
 
 
-def _upload(world: World, content: bytes | io.BufferedIOBase, **data: str) -> Any:
-    return world.client.post(
-        f"{V1}/factory_actions",
-        files={"file": ("f.log", content, "application/octet-stream")},
-        data={"type": "manufacture", "validate_only": "true", **data},
-        headers=world.headers("mm"),
+def _upload(world: World, content: bytes | io.BufferedIOBase) -> httpx2.Response:
+    """A validate-only manufacture upload by the module maker, as an opaque binary file."""
+    return post_upload(
+        world, "mm", content, validate=True, name="f.log", content_type="application/octet-stream"
     )
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from tests.actions.test_uploads import HEAD, action, reserve, upload
+from tests.api import HEAD, action, reserve, upload
 from tests.world import World
 
 from devicefactory.actions.models import ActionLine, FactoryAction

@@ -3,58 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
+from tests.api import action, device, file_text, log_line, manufacture, reserve, upload
 from tests.world import World
-
-V1 = "/devicefactory/v1"
-HEAD = "2,1318462302,2016/11/24 10:34:23 UTC"
-
-
-def reserve(world: World, user: str, model: str, count: int) -> list[str]:
-    response = world.client.post(
-        f"{V1}/devices/reserve", json={"model": model, "count": count}, headers=world.headers(user)
-    )
-    assert response.status_code == 200, response.text
-    return [item["device"]["dsn"] for item in response.json()]
-
-
-def upload(
-    world: World,
-    user: str,
-    content: bytes,
-    *,
-    type_: str = "manufacture",
-    validate: bool = False,
-    name: str = "line.log",
-    **extra: str,
-) -> dict[str, Any]:
-    response = world.client.post(
-        f"{V1}/factory_actions",
-        files={"file": (name, content, "text/plain")},
-        data={"type": type_, "validate_only": "true" if validate else "false", **extra},
-        headers=world.headers(user),
-    )
-    assert response.status_code == 202, response.text
-    action: dict[str, Any] = response.json()["factory_action"]
-    return action
-
-
-def action(world: World, user: str, action_id: int) -> dict[str, Any]:
-    response = world.client.get(f"{V1}/factory_actions/{action_id}", headers=world.headers(user))
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def file_text(world: World, user: str, action_id: int, kind: str) -> str:
-    response = world.client.get(f"{V1}/factory_actions/{action_id}/files/{kind}", headers=world.headers(user))
-    assert response.status_code == 200, response.text
-    return response.text
-
-
-def line(status: str, dsn: str, mac: str, hwsig: str, *, err: str = "0", model: str = "AY001MTP1") -> str:
-    return f"{HEAD},{status},{err},{model},{dsn},{mac},WD101a,p7,{hwsig},"
 
 
 def test_every_outcome_in_validate_and_submit_then_reupload(
@@ -64,10 +15,10 @@ def test_every_outcome_in_validate_and_submit_then_reupload(
     dsns = reserve(world, "mm", "AY001MTP1", 6)
     # Already applied (for the identical line) and already manufactured differently (conflict).
     for dsn, mac, hwsig in [(dsns[1], "000000000002", "sig-2"), (dsns[2], "000000000003", "sig-3")]:
-        made = world.client.post(
-            f"{V1}/devices/{dsn}/manufacture",
-            headers=world.headers("mm"),
-            json={
+        made = manufacture(
+            world,
+            dsn,
+            {
                 "model": "AY001MTP1",
                 "mac": mac,
                 "hwsig": hwsig,
@@ -79,13 +30,13 @@ def test_every_outcome_in_validate_and_submit_then_reupload(
         assert made.status_code == 200, made.text
     lines = [
         "# a comment",
-        line("label", dsns[0], "000000000001", "sig-1"),  # 2 applied
-        line("config", dsns[1], "000000000002", "sig-2"),  # 3 identical
-        line("label", dsns[2], "0000000000ff", "sig-3"),  # 4 conflict (mac differs)
-        line("label", dsns[3], "zz", "sig-4"),  # 5 invalid (bad mac)
-        line("pass", dsns[4], "000000000005", "sig-5"),  # 6 skipped (status)
-        line("label", dsns[5], "000000000006", "sig-6", err="3"),  # 7 skipped (err_code)
-        line("label", "AC000W999999999", "000000000007", "sig-7"),  # 8 invalid (unknown DSN)
+        log_line(dsns[0], "000000000001", "sig-1"),  # 2 applied
+        log_line(dsns[1], "000000000002", "sig-2", status="config"),  # 3 identical
+        log_line(dsns[2], "0000000000ff", "sig-3"),  # 4 conflict (mac differs)
+        log_line(dsns[3], "zz", "sig-4"),  # 5 invalid (bad mac)
+        log_line(dsns[4], "000000000005", "sig-5", status="pass"),  # 6 skipped (status)
+        log_line(dsns[5], "000000000006", "sig-6", err="3"),  # 7 skipped (err_code)
+        log_line("AC000W999999999", "000000000007", "sig-7"),  # 8 invalid (unknown DSN)
         "",
     ]
     content = "\n".join(lines).encode()
@@ -113,10 +64,7 @@ def test_every_outcome_in_validate_and_submit_then_reupload(
         progress["invalid"],
         progress["skipped"],
     ) == (1, 1, 1, 2, 2)
-    assert (
-        world.client.get(f"{V1}/devices/{dsns[0]}", headers=world.headers("mm")).json()["device"]["status"]
-        == "reserved"
-    )
+    assert device(world, dsns[0], "mm")["status"] == "reserved"
     csv_rows = file_text(world, "mm", validated["id"], "csv").splitlines()
     assert csv_rows[0] == "dsn,model,status,result,error_code"
     log_lines = file_text(world, "mm", validated["id"], "log").splitlines()
@@ -129,8 +77,8 @@ def test_every_outcome_in_validate_and_submit_then_reupload(
     result = action(world, "mm", submitted["id"])["factory_action"]
     assert result["status"] == "failure"
     assert result["progress"]["applied"] == 1
-    device = world.client.get(f"{V1}/devices/{dsns[0]}", headers=world.headers("mm")).json()["device"]
-    assert (device["status"], device["mac"], device["hwsig"]) == ("manufactured", "000000000001", "sig-1")
+    stored = device(world, dsns[0], "mm")
+    assert (stored["status"], stored["mac"], stored["hwsig"]) == ("manufactured", "000000000001", "sig-1")
     failed = file_text(world, "mm", submitted["id"], "failed").splitlines()
     assert failed == [lines[3], lines[4], lines[7]]
     outcomes = _line_outcomes(world, submitted["id"])
@@ -139,8 +87,8 @@ def test_every_outcome_in_validate_and_submit_then_reupload(
     )
 
     # Fix the bad lines (the conflicting one now matches, the invalid mac is corrected) and re-upload.
-    lines[3] = line("label", dsns[2], "000000000003", "sig-3")
-    lines[4] = line("label", dsns[3], "000000000004", "sig-4")
+    lines[3] = log_line(dsns[2], "000000000003", "sig-3")
+    lines[4] = log_line(dsns[3], "000000000004", "sig-4")
     lines[7] = "# unknown DSN removed"
     again = upload(world, "mm", "\n".join(lines).encode())
     run_actions()

@@ -5,22 +5,17 @@ from __future__ import annotations
 import html
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import httpx2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
-from tests.live import free_port
+from tests.live import LiveServer
 from tests.world import PASSWORD, World
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
@@ -58,12 +53,15 @@ class Dash:
         return self.client.post(url, data=fields, follow_redirects=False, **kw)
 
 
-def sign_in_form(client: TestClient, email: str, password: str = PASSWORD) -> httpx2.Response:
+def sign_in_form(
+    client: TestClient, email: str, password: str = PASSWORD, *, next_url: str = "/dashboard"
+) -> httpx2.Response:
+    """Open the sign-in page and post its form (not following the redirect)."""
     page = client.get("/dashboard/sign_in")
     assert page.status_code == 200
     return client.post(
         "/dashboard/sign_in",
-        data={"email": email, "password": password, "csrf_token": csrf_of(page.text), "next": "/dashboard"},
+        data={"email": email, "password": password, "csrf_token": csrf_of(page.text), "next": next_url},
         follow_redirects=False,
     )
 
@@ -85,55 +83,21 @@ def dash(app: FastAPI, world: World) -> Iterator[Callable[[str], Dash]]:
         client.close()
 
 
-class WorkingServer:
+class WorkingServer(LiveServer):
     """``devicefactory serve`` WITH its background workers: uploads get worked for real."""
 
     def __init__(self, database_url: str, master_key_file: Path, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.workdir = workdir
-        self.env = {
-            **os.environ,
-            "DEVICEFACTORY_DATABASE_URL": database_url,
-            "DEVICEFACTORY_MASTER_KEY_FILE": str(master_key_file),
-            "DEVICEFACTORY_KEY_POOL_TARGET": "0",
-            "DEVICEFACTORY_UPLOAD_DIR": str(workdir / "uploads"),
-            "DEVICEFACTORY_ACTION_POLL_SECONDS": "0.2",
-            # Small batches, so that the progress of an upload is seen moving.
-            "DEVICEFACTORY_ACTION_BATCH_SIZE": "2",
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60) -> None:
-        args = [sys.executable, "-m", "devicefactory", "serve", "--port", str(self.port)]
-        with (self.workdir / "server.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                args,
-                env=self.env,
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {(self.workdir / 'server.log').read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
+        super().__init__(
+            database_url,
+            master_key_file,
+            workdir,
+            background_workers=True,
+            extra_env={
+                "DEVICEFACTORY_ACTION_POLL_SECONDS": "0.2",
+                # Small batches, so that the progress of an upload is seen moving.
+                "DEVICEFACTORY_ACTION_BATCH_SIZE": "2",
+            },
+        )
 
 
 @pytest.fixture

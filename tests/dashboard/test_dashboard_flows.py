@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from tests.api import WHITE_BOX, log_line, manufacture, manufacture_body, ok, provision, reservation, reserve
 from tests.conftest import FrozenClock
 from tests.dashboard.conftest import Dash
-from tests.dashboard.helpers import log_line, manufacture, provision_gateway, reserve
 from tests.world import World
 
 
@@ -64,7 +64,7 @@ def test_upload_validate_then_submit(
     dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], run_actions: Callable[[], int]
 ) -> None:
     pool(3)
-    _, dsns = reserve(world, "mm", "AY001MTP1", 3)
+    dsns = reserve(world, "mm", "AY001MTP1", 3)
     lines = [
         log_line(dsns[0], "000000000001", "sig-1"),
         log_line(dsns[1], "zz", "sig-2"),  # invalid mac
@@ -74,15 +74,10 @@ def test_upload_validate_then_submit(
     client = dash("mm")
 
     def upload(validate: bool) -> str:
-        response = client.client.post(
+        response = client.post(
             "/dashboard/actions/upload",
-            data={
-                "type": "manufacture",
-                "validate_only": "true" if validate else "false",
-                "csrf_token": client.csrf(),
-            },
+            {"type": "manufacture", "validate_only": "true" if validate else "false"},
             files={"file": ("shift-2.log", content, "text/plain")},
-            follow_redirects=False,
         )
         assert response.status_code == 303, response.text
         location: str = response.headers["location"]
@@ -127,22 +122,16 @@ def test_provision_upload_with_an_oem_host_version(
     dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], run_actions: Callable[[], int]
 ) -> None:
     pool(1)
-    _, (dsn,) = reserve(world, "som", "AY001RTA", 1)
+    (dsn,) = reserve(world, "som", "AY001RTA", 1)
     client = dash("som")
     csv = (
         "dsn,model,oem_model,mac,manuf_model,module_sw_version,dom_at\n"
         f"{dsn},AY001RTA,zbgw,123456789abc,linux,devd 1.0,2014/06/02 16:21:10 UTC\n"
     )
-    response = client.client.post(
+    response = client.post(
         "/dashboard/actions/upload",
-        data={
-            "type": "provision",
-            "validate_only": "false",
-            "oem_host_version": "3.1",
-            "csrf_token": client.csrf(),
-        },
+        {"type": "provision", "validate_only": "false", "oem_host_version": "3.1"},
         files={"file": ("gw.csv", csv.encode(), "text/csv")},
-        follow_redirects=False,
     )
     assert response.status_code == 303
     run_actions()
@@ -158,11 +147,12 @@ def test_dsn_view_search_fields_and_paging(
     dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], clock: FrozenClock
 ) -> None:
     pool(30)
-    first_action, first = reserve(world, "mm", "AY001MTP1", 27)
+    reserved = reservation(world, "mm", "AY001MTP1", 27)
+    first_action, first = reserved.action_id, reserved.dsns
     clock.advance(days=3)
     world._tokens.clear()  # the API tokens of three days ago have expired
-    _, later = reserve(world, "mm", "AY001MTC2", 3)
-    manufacture(world, "mm", first[0], 1)
+    later = reserve(world, "mm", "AY001MTC2", 3)
+    ok(manufacture(world, first[0], manufacture_body(1), "mm"))
     client = dash("mm")
 
     everything = client.get("/dashboard/devices").text
@@ -203,8 +193,8 @@ def test_device_page_jobs_and_factory_reset(
     dash: Callable[[str], Dash], world: World, pool: Callable[[int], None]
 ) -> None:
     pool(1)
-    _, (dsn,) = reserve(world, "gateway_admin", "AY001RTA", 1)
-    provision_gateway(world, "gateway_admin", dsn)
+    (dsn,) = reserve(world, "gateway_admin", "AY001RTA", 1)
+    ok(provision(world, dsn, WHITE_BOX, "gateway_admin"))
     client = dash("gateway_admin")
     page = client.get(f"/dashboard/devices/{dsn}").text
     for value in ("zbgw", "123456789abc", "mac-123456789abc", "linux", "devd 1.0", "2014-06-02 16:21:10"):
@@ -231,9 +221,9 @@ def test_action_list_search_and_paging(
     pool(27)
     ids = []
     for _ in range(26):
-        ids.append(str(reserve(world, "mm", "AY001MTP1", 1)[0]))
+        ids.append(str(reservation(world, "mm", "AY001MTP1", 1).action_id))
         clock.advance(minutes=10)
-    ids.append(str(reserve(world, "mm_admin", "AY001MTC2", 1)[0]))
+    ids.append(str(reservation(world, "mm_admin", "AY001MTC2", 1).action_id))
     client = dash("mm")
     newest_first = list(reversed(ids))
     page = client.get("/dashboard").text

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from tests.api import WHITE_BOX, manufacture, manufacture_body, ok, provision, reservation, reserve
 from tests.dashboard.conftest import Dash
-from tests.dashboard.helpers import manufacture, provision_black_box, provision_gateway, reserve
 from tests.world import USERS, World
 
 # user -> (reserve, manufacture upload, provision upload)
@@ -74,11 +74,12 @@ def test_factory_reset_is_offered_only_to_the_owners_admins(
     dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], user: str
 ) -> None:
     pool(2)
-    _, (gateway,) = reserve(world, "som", "AY001RTA", 1)
-    provision_gateway(world, "som", gateway)
-    _, (black_box,) = reserve(world, "mm", "AY001MTP1", 1)
-    manufacture(world, "mm", black_box, 1)
-    provision_black_box(world, "mom", black_box, 1)
+    (gateway,) = reserve(world, "som", "AY001RTA", 1)
+    ok(provision(world, gateway, WHITE_BOX, "som"))
+    (black_box,) = reserve(world, "mm", "AY001MTP1", 1)
+    ok(manufacture(world, black_box, manufacture_body(1), "mm"))
+    lamp = {"model": "AY001MTP1", "oem_model": "lamp", "oem_host_version": "2.0", "module_sw_version": "1.2"}
+    ok(provision(world, black_box, lamp, "mom"))
     client = dash(user)
     for dsn, offered in zip((gateway, black_box), RESET[user], strict=True):
         page = client.get(f"/dashboard/devices/{dsn}")
@@ -95,8 +96,9 @@ def test_another_oems_pages_are_404_pages(
     dash: Callable[[str], Dash], world: World, pool: Callable[[int], None]
 ) -> None:
     pool(2)
-    action_id, (dsn,) = reserve(world, "som", "AY001RTA", 1)
-    provision_gateway(world, "som", dsn)
+    reserved = reservation(world, "som", "AY001RTA", 1)
+    action_id, (dsn,) = reserved.action_id, reserved.dsns
+    ok(provision(world, dsn, WHITE_BOX, "som"))
     other = dash("gateway_admin")
     assert other.get(f"/dashboard/devices/{dsn}").status_code == 200  # its own OEM: fine
     stranger = dash("som2")
@@ -152,19 +154,14 @@ def test_service_errors_are_readable_html(
 
 def test_a_role_that_may_not_upload_gets_a_403_page(dash: Callable[[str], Dash]) -> None:
     client = dash("mom")
-    response = client.client.post(
+    response = client.post(
         "/dashboard/actions/upload",
-        data={"type": "manufacture", "validate_only": "true", "csrf_token": client.csrf()},
+        {"type": "manufacture", "validate_only": "true"},
         files={"file": ("a.log", b"# nothing\n", "text/plain")},
-        follow_redirects=False,
     )
     assert response.status_code == 403
     assert "AFS-403" in response.text
-    missing = client.client.post(
-        "/dashboard/actions/upload",
-        data={"type": "provision", "validate_only": "true", "csrf_token": client.csrf()},
-        follow_redirects=False,
-    )
+    missing = client.post("/dashboard/actions/upload", {"type": "provision", "validate_only": "true"})
     assert missing.status_code == 422
     assert "AFS-607" in missing.text
     assert "missing required attrs: file" in missing.text

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from tests.api import WHITE_BOX, ok, provision, reserve
 from tests.conftest import FrozenClock
 from tests.dashboard.conftest import Dash, csrf_of, sign_in_form
 from tests.world import World
@@ -97,17 +98,7 @@ def test_unsigned_visitors_are_sent_to_sign_in_and_back(app: FastAPI, world: Wor
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/devicefactory/v1/devices"])
 def test_sign_in_never_redirects_off_the_dashboard(app: FastAPI, world: World, target: str) -> None:
     with TestClient(app) as client:
-        page = client.get("/dashboard/sign_in")
-        signed = client.post(
-            "/dashboard/sign_in",
-            data={
-                "email": world.emails["mm"],
-                "password": "correct horse battery",
-                "csrf_token": csrf_of(page.text),
-                "next": target,
-            },
-            follow_redirects=False,
-        )
+        signed = sign_in_form(client, world.emails["mm"], next_url=target)
     assert signed.headers["location"] == "/dashboard"
 
 
@@ -162,26 +153,8 @@ def test_sign_out_revokes_the_token(dash: Callable[[str], Dash], app: FastAPI) -
 
 def _provisioned_white_box(dash: Callable[[str], Dash], world: World, pool: Callable[[int], None]) -> str:
     pool(1)
-    reserve = world.client.post(
-        f"{V1}/devices/reserve",
-        json={"model": "AY001RTA", "count": 1},
-        headers=world.headers("gateway_admin"),
-    )
-    dsn: str = reserve.json()[0]["device"]["dsn"]
-    provisioned = world.client.post(
-        f"{V1}/devices/{dsn}/provision",
-        json={
-            "model": "AY001RTA",
-            "oem_model": "zbgw",
-            "oem_host_version": "1.0",
-            "mac": "123456789abc",
-            "manuf_model": "linux",
-            "module_sw_version": "devd 1.0",
-            "dom_at": "2014/06/02 16:21:10 UTC",
-        },
-        headers=world.headers("gateway_admin"),
-    )
-    assert provisioned.status_code == 200, provisioned.text
+    (dsn,) = reserve(world, "gateway_admin", "AY001RTA")
+    ok(provision(world, dsn, WHITE_BOX, "gateway_admin"))
     return dsn
 
 
@@ -230,11 +203,10 @@ def test_a_valid_token_is_accepted_by_the_same_forms(
     admin = dash("gateway_admin")
     assert admin.post("/dashboard/actions/reserve", {"model": "AY001RTA", "count": "2"}).status_code == 303
     assert admin.post(f"/dashboard/devices/{dsn}/factory_reset").status_code == 200
-    upload = admin.client.post(
+    upload = admin.post(
         "/dashboard/actions/upload",
-        data={"type": "provision", "validate_only": "true", "csrf_token": admin.csrf()},
+        {"type": "provision", "validate_only": "true"},
         files={"file": ("p.csv", b"dsn,model\n", "text/csv")},
-        follow_redirects=False,
     )
     assert upload.status_code == 303
     assert admin.post("/dashboard/sign_out").status_code == 303

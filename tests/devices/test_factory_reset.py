@@ -11,53 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
+from tests.api import (
+    UNKNOWN_DSN,
+    assert_error,
+    device,
+    job_records,
+    manufacture,
+    ok,
+    provision,
+    reserve,
+)
 from tests.world import World
 
 V1 = "/devicefactory/v1/devices"
-UNKNOWN_DSN = "AC000W999999999"
 STEPS = ["reset_template", "reset_device", "unregister_device", "reset_datapoints"]
 FORBIDDEN_ROLES = ["mm", "mm2", "mom", "mom2", "som", "som2"]
 Pool = Callable[[int], None]
 
 
-def reserve(world: World, user: str, model: str, count: int = 1) -> list[str]:
-    response = world.client.post(
-        f"{V1}/reserve", json={"model": model, "count": count}, headers=world.headers(user)
-    )
-    assert response.status_code == 200, response.text
-    return [item["device"]["dsn"] for item in response.json()]
-
-
-def post(world: World, user: str, dsn: str, action: str, body: dict[str, Any]) -> None:
-    response = world.client.post(f"{V1}/{dsn}/{action}", json=body, headers=world.headers(user))
-    assert response.status_code == 200, response.text
-
-
-def reset(world: World, user: str, dsn: str) -> httpx.Response:
+def reset(world: World, user: str, dsn: str) -> httpx2.Response:
     return world.client.post(f"{V1}/{dsn}/factory_reset", headers=world.headers(user))
-
-
-def device(world: World, dsn: str) -> dict[str, Any]:
-    response = world.client.get(f"{V1}/{dsn}", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()["device"]
-    return body
-
-
-def jobs(world: World, dsn: str) -> list[dict[str, Any]]:
-    response = world.client.get(f"{V1}/{dsn}/jobs", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    result: list[dict[str, Any]] = response.json()["jobs"]
-    return result
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert [entry["code"] for entry in body["error"]] == [code], body
 
 
 @pytest.fixture
@@ -66,53 +41,48 @@ def devices(world: World, pool: Pool) -> dict[str, str]:
     white-box device products reserved but has not provisioned (so does not own)."""
     pool(3)
     (black,) = reserve(world, "mm", "AY001MTP1")
-    post(
-        world,
-        "mm",
-        black,
-        "manufacture",
-        {
-            "model": "AY001MTP1",
-            "mac": "00:11:22:33:44:55",
-            "hwsig": "hw-reset-1",
-            "dom_at": "2026/11/20 08:00:00 UTC",
-            "manuf_model": "WD101a",
-            "manuf_sn": "SN-1",
-            "odm": "odm-east",
-            "module_sw_version": "1.0",
-            "wifi_setup_key": "KEY_1",
-            "ads_connect_flag": True,
-        },
+    ok(
+        manufacture(
+            world,
+            black,
+            {
+                "model": "AY001MTP1",
+                "mac": "00:11:22:33:44:55",
+                "hwsig": "hw-reset-1",
+                "dom_at": "2026/11/20 08:00:00 UTC",
+                "manuf_model": "WD101a",
+                "manuf_sn": "SN-1",
+                "odm": "odm-east",
+                "module_sw_version": "1.0",
+                "wifi_setup_key": "KEY_1",
+                "ads_connect_flag": True,
+            },
+        )
     )
-    post(
-        world,
-        "mom",
-        black,
-        "provision",
-        {"model": "AY001MTP1", "oem_model": "lamp", "oem_host_version": "2.0"},
-    )
+    ok(provision(world, black, {"model": "AY001MTP1", "oem_model": "lamp", "oem_host_version": "2.0"}, "mom"))
     (gateway,) = reserve(world, "som", "AY001RTA")
-    post(
-        world,
-        "som",
-        gateway,
-        "provision",
-        {
-            "model": "AY001RTA",
-            "oem_model": "gw",
-            "oem_host_version": "1.0",
-            "mac": "aabbccddee07",
-            "manuf_model": "linux",
-            "module_sw_version": "devd 1.0",
-            "dom_at": "2026/11/20 08:00:00 UTC",
-            "ads_connect_flag": "1",
-        },
+    ok(
+        provision(
+            world,
+            gateway,
+            {
+                "model": "AY001RTA",
+                "oem_model": "gw",
+                "oem_host_version": "1.0",
+                "mac": "aabbccddee07",
+                "manuf_model": "linux",
+                "module_sw_version": "devd 1.0",
+                "dom_at": "2026/11/20 08:00:00 UTC",
+                "ads_connect_flag": "1",
+            },
+            "som",
+        )
     )
     (unowned,) = reserve(world, "product_admin", "AY001RTA")
     return {"black": black, "gateway": gateway, "unowned": unowned}
 
 
-def assert_reset_response(response: httpx.Response, dsn: str) -> dict[str, Any]:
+def assert_reset_response(response: httpx2.Response, dsn: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     assert set(body) == {"device", "steps"}, body
@@ -125,7 +95,7 @@ def test_the_owner_oems_admin_resets_in_four_steps(world: World, devices: dict[s
     dsn = devices["black"]
     before = device(world, dsn)
     assert before["ads_connect_flag"] is True
-    jobs_before = jobs(world, dsn)
+    jobs_before = job_records(world, dsn)
 
     body = assert_reset_response(reset(world, "product_admin", dsn), dsn)
 
@@ -152,7 +122,7 @@ def test_the_owner_oems_admin_resets_in_four_steps(world: World, devices: dict[s
     assert after["last_job_failed"] is False
 
     # Each step is a job, after the device's earlier history.
-    history = jobs(world, dsn)
+    history = job_records(world, dsn)
     assert history[: len(jobs_before)] == jobs_before
     new = history[len(jobs_before) :]
     assert [(j["operation"], j["result"], j["error_code"], j["created_by"]) for j in new] == [
@@ -175,7 +145,7 @@ def test_a_reset_can_be_repeated(world: World, devices: dict[str, str]) -> None:
     first = assert_reset_response(reset(world, "product_admin", dsn), dsn)
     second = assert_reset_response(reset(world, "product_admin", dsn), dsn)
     assert second["device"] == first["device"]
-    operations = [j["operation"] for j in jobs(world, dsn)]
+    operations = [j["operation"] for j in job_records(world, dsn)]
     assert operations == ["reserve", "manufacture", "provision"] + [f"factory_reset:{s}" for s in STEPS] * 2
 
 
@@ -191,7 +161,7 @@ def test_ayla_admin_resets_any_device(world: World, devices: dict[str, str]) -> 
         assert {k: v for k, v in after.items() if k != "ads_connect_flag"} == {
             k: v for k, v in before.items() if k != "ads_connect_flag"
         }
-        assert [(j["operation"], j["created_by"]) for j in jobs(world, dsn)[-4:]] == [
+        assert [(j["operation"], j["created_by"]) for j in job_records(world, dsn)[-4:]] == [
             (f"factory_reset:{step}", "ayla@example.com") for step in STEPS
         ]
 
@@ -261,4 +231,4 @@ def assert_unchanged(world: World, devices: dict[str, str]) -> None:
     assert device(world, devices["black"])["ads_connect_flag"] is True
     assert device(world, devices["gateway"])["ads_connect_flag"] is True
     for dsn in devices.values():
-        assert not any(j["operation"].startswith("factory_reset") for j in jobs(world, dsn))
+        assert not any(j["operation"].startswith("factory_reset") for j in job_records(world, dsn))

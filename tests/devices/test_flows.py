@@ -4,23 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tests.api import WHITE_BOX, provision, reservation
 from tests.world import World
 
 V1 = "/devicefactory/v1/devices"
 
 
-def reserve(world: World, user: str, model: str, count: int) -> list[dict[str, str]]:
-    response = world.client.post(
-        f"{V1}/reserve", json={"model": model, "count": count}, headers=world.headers(user)
-    )
-    assert response.status_code == 200, response.text
-    assert response.headers["X-Factory-Action"].isdigit()
-    return [item["device"] for item in response.json()]
-
-
 def test_black_box_flow(world: World, pool: Callable[[int], None]) -> None:
     pool(3)
-    devices = reserve(world, "mm", "AY001MTP1", 2)
+    devices = reservation(world, "mm", "AY001MTP1", 2).devices
     assert [d["dsn"] for d in devices] == ["AC000W000000001", "AC000W000000002"]
     assert all(d["public_key"].startswith("-----BEGIN RSA PUBLIC KEY-----\n") for d in devices)
     dsn = devices[0]["dsn"]
@@ -52,16 +44,17 @@ def test_black_box_flow(world: World, pool: Callable[[int], None]) -> None:
             "dom_at": "2016-11-24T10:34:23Z",
         }
     }
-    provisioned = world.client.post(
-        f"{V1}/{dsn}/provision",
-        json={
+    provisioned = provision(
+        world,
+        dsn,
+        {
             "model": "AY001MTP1",
             "oem_model": "UniqueModelName123",
             "oem_host_version": "2.0",
             "module_sw_version": "hwsig_5NU41",
             "mac": "1dee6ea206ac",
         },
-        headers=world.headers("mom"),
+        "mom",
     )
     assert provisioned.status_code == 200, provisioned.text
     body = provisioned.json()["device"]
@@ -83,21 +76,9 @@ def test_black_box_flow(world: World, pool: Callable[[int], None]) -> None:
 
 def test_white_box_flow(world: World, pool: Callable[[int], None]) -> None:
     pool(1)
-    (device,) = reserve(world, "som", "AY001RTA", 1)
+    (device,) = reservation(world, "som", "AY001RTA", 1).devices
     dsn = device["dsn"]
-    provisioned = world.client.post(
-        f"{V1}/{dsn}/provision",
-        json={
-            "model": "AY001RTA",
-            "oem_model": "zbgw",
-            "oem_host_version": "1.0",
-            "mac": "123456789abc",
-            "manuf_model": "linux",
-            "module_sw_version": "devd 1.0",
-            "dom_at": "2014/06/02 16:21:10 UTC",
-        },
-        headers=world.headers("som"),
-    )
+    provisioned = provision(world, dsn, WHITE_BOX, "som")
     assert provisioned.status_code == 200, provisioned.text
     body = provisioned.json()["device"]
     assert body["hwsig"] == "mac-123456789abc"

@@ -7,20 +7,29 @@ on a reachable device leaves.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
+from tests.api import (
+    FAILURES,
+    assert_error,
+    assert_failures,
+    assert_same_as_unknown,
+    device,
+    jobs,
+    last_job,
+    manufacture,
+    ok,
+    provision,
+    reserve,
+)
 from tests.world import World
 
 from devicefactory.config import Settings
 from devicefactory.devices.dsn import format_dsn
 
 V1 = "/devicefactory/v1/devices"
-UNKNOWN_DSN = "AC000W999999999"
-FAILURES = "There were some failures while processing: "
 MANUFACTURE = {
     "model": "AY001MTP1",
     "mac": "1D:EE:6E:A2:06:AC",
@@ -34,7 +43,14 @@ OPTIONAL = {
     "module_sw_version": "sw 1.2.3",
     "wifi_setup_key": "wsk_1",
 }
-ALL_FIELDS = ("model", "dom_at", *MANUFACTURE, *OPTIONAL, "ads_connect_flag")
+# What a product maker sends to provision a module manufactured with MANUFACTURE.
+PROVISION = {
+    "model": "AY001MTP1",
+    "oem_model": "Lamp",
+    "oem_host_version": "1.0",
+    "manuf_model": "m",
+    "module_sw_version": "1",
+}
 FORBIDDEN = ["mom", "product_admin", "mom2", "som", "gateway_admin", "som2"]
 
 Pool = Callable[[int], None]
@@ -43,92 +59,9 @@ Pool = Callable[[int], None]
 # --- helpers ------------------------------------------------------------------------------
 
 
-def assert_error(response: httpx.Response, status: int, code: str, message: str | None = None) -> str:
-    """The one error shape: ``{"error": [{"code", "message"}]}``; returns the message."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert len(body["error"]) == 1, body
-    entry = body["error"][0]
-    assert set(entry) == {"code", "message"}, body
-    assert entry["code"] == code, body
-    if message is not None:
-        assert entry["message"] == message
-    return str(entry["message"])
-
-
-def assert_failures(response: httpx.Response, *fields: str) -> list[str]:
-    """AFS-600 listing one failure per field given, each starting with the field's name."""
-    message = assert_error(response, 422, "AFS-600")
-    assert message.startswith(FAILURES), message
-    failures: list[str] = []
-    for part in message[len(FAILURES) :].split(", "):
-        # A failure's own text may hold ", " ("is not true, false, 1 or 0").
-        if failures and not part.startswith(tuple(f"{f} " for f in ALL_FIELDS)):
-            failures[-1] += ", " + part
-        else:
-            failures.append(part)
-    named = sorted(next((f for f in fields if failure.startswith(f"{f} ")), failure) for failure in failures)
-    assert named == sorted(fields), message
-    return failures
-
-
-def reserve(
-    world: World, user: str = "mm", model: str = "AY001MTP1", count: int = 1, **extra: Any
-) -> list[str]:
-    response = world.client.post(
-        f"{V1}/reserve", json={"model": model, "count": count, **extra}, headers=world.headers(user)
-    )
-    assert response.status_code == 200, response.text
-    return [item["device"]["dsn"] for item in response.json()]
-
-
-def manufacture(world: World, dsn: str, body: Any, user: str = "mm") -> httpx.Response:
-    return world.client.post(f"{V1}/{dsn}/manufacture", json=body, headers=world.headers(user))
-
-
-def provision(world: World, dsn: str, user: str = "mom") -> None:
-    response = world.client.post(
-        f"{V1}/{dsn}/provision",
-        json={
-            "model": "AY001MTP1",
-            "oem_model": "Lamp",
-            "oem_host_version": "1.0",
-            "manuf_model": "m",
-            "module_sw_version": "1",
-        },
-        headers=world.headers(user),
-    )
-    assert response.status_code == 200, response.text
-
-
-def device(world: World, dsn: str) -> dict[str, Any]:
-    response = world.client.get(f"{V1}/{dsn}", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["device"]
-    return result
-
-
-def jobs(world: World, dsn: str) -> list[tuple[str, str, str | None]]:
-    response = world.client.get(f"{V1}/{dsn}/jobs", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    return [(j["operation"], j["result"], j["error_code"]) for j in response.json()["jobs"]]
-
-
-def last_job(world: World, dsn: str) -> dict[str, Any]:
-    response = world.client.get(f"{V1}/{dsn}/jobs", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["jobs"][-1]
-    return result
-
-
 def assert_reads_as_unknown(world: World, user: str, dsn: str, body: Any) -> None:
     """404 with exactly the body an unknown DSN gets (with its DSN in place of this one)."""
-    hidden = manufacture(world, dsn, body, user)
-    unknown = manufacture(world, UNKNOWN_DSN, body, user)
-    assert_error(unknown, 404, "AFS-404")
-    assert hidden.status_code == 404, hidden.text
-    assert hidden.json() == json.loads(unknown.text.replace(UNKNOWN_DSN, dsn))
+    hidden, unknown = assert_same_as_unknown(lambda d: manufacture(world, d, body, user), dsn)
     assert hidden.headers.get("content-type") == unknown.headers.get("content-type")
 
 
@@ -486,7 +419,7 @@ def test_manufacturing_a_provisioned_device_is_afs_606(world: World, pool: Pool,
     pool(1)
     (dsn,) = reserve(world)
     assert manufacture(world, dsn, MANUFACTURE).status_code == 200
-    provision(world, dsn)
+    ok(provision(world, dsn, PROVISION, "mom"))
     body = {**MANUFACTURE, "mac": "aabbccddeeff", "hwsig": "other"}
     assert_error(manufacture(world, dsn, body, user), 422, "AFS-606", "Device is already manufactured")
     assert device(world, dsn)["status"] == "provisioned"

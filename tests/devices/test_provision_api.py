@@ -8,20 +8,29 @@ values provision may only repeat, AFS-609, ownership, and the jobs left behind.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
+from tests.api import (
+    FAILURES,
+    assert_error,
+    assert_failures,
+    assert_same_as_unknown,
+    device,
+    jobs,
+    last_job,
+    manufacture,
+    ok,
+    provision,
+    reserve,
+)
 from tests.world import World
 
 from devicefactory.config import Settings
 from devicefactory.devices.dsn import format_dsn
 
 V1 = "/devicefactory/v1/devices"
-UNKNOWN_DSN = "AC000W999999999"
-FAILURES = "There were some failures while processing: "
 MISSING = "There are some missing required attrs: "
 MANUFACTURE = {
     "model": "AY001MTP1",
@@ -46,7 +55,6 @@ WHITE = {
     "module_sw_version": "devd 1.0",
     "dom_at": "2014/06/02 16:21:10 UTC",
 }
-ALL_FIELDS = (*MANUFACTURE, "oem_model", "oem_host_version")
 
 Pool = Callable[[int], None]
 
@@ -54,84 +62,16 @@ Pool = Callable[[int], None]
 # --- helpers ------------------------------------------------------------------------------
 
 
-def assert_error(response: httpx.Response, status: int, code: str, message: str | None = None) -> str:
-    """The one error shape: ``{"error": [{"code", "message"}]}``; returns the message."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert len(body["error"]) == 1, body
-    entry = body["error"][0]
-    assert set(entry) == {"code", "message"}, body
-    assert entry["code"] == code, body
-    if message is not None:
-        assert entry["message"] == message
-    return str(entry["message"])
-
-
-def assert_failures(response: httpx.Response, *fields: str) -> list[str]:
-    """AFS-600 listing one failure per field given, each starting with the field's name."""
-    message = assert_error(response, 422, "AFS-600")
-    assert message.startswith(FAILURES), message
-    failures: list[str] = []
-    for part in message[len(FAILURES) :].split(", "):
-        if failures and not part.startswith(tuple(f"{f} " for f in ALL_FIELDS)):
-            failures[-1] += ", " + part
-        else:
-            failures.append(part)
-    named = sorted(next((f for f in fields if failure.startswith(f"{f} ")), failure) for failure in failures)
-    assert named == sorted(fields), message
-    return failures
-
-
-def reserve(world: World, user: str, model: str, count: int = 1, **extra: Any) -> list[str]:
-    response = world.client.post(
-        f"{V1}/reserve", json={"model": model, "count": count, **extra}, headers=world.headers(user)
-    )
-    assert response.status_code == 200, response.text
-    return [item["device"]["dsn"] for item in response.json()]
-
-
 def manufactured(world: World, body: dict[str, Any] | None = None, user: str = "mm") -> str:
     """A black-box module reserved and manufactured by ``user``."""
     (dsn,) = reserve(world, user, "AY001MTP1")
-    response = world.client.post(
-        f"{V1}/{dsn}/manufacture", json=body or MANUFACTURE, headers=world.headers(user)
-    )
-    assert response.status_code == 200, response.text
+    ok(manufacture(world, dsn, body or MANUFACTURE, user))
     return dsn
-
-
-def provision(world: World, dsn: str, body: Any, user: str) -> httpx.Response:
-    return world.client.post(f"{V1}/{dsn}/provision", json=body, headers=world.headers(user))
-
-
-def device(world: World, dsn: str) -> dict[str, Any]:
-    response = world.client.get(f"{V1}/{dsn}", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["device"]
-    return result
-
-
-def jobs(world: World, dsn: str) -> list[tuple[str, str, str | None]]:
-    response = world.client.get(f"{V1}/{dsn}/jobs", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    return [(j["operation"], j["result"], j["error_code"]) for j in response.json()["jobs"]]
-
-
-def last_job(world: World, dsn: str) -> dict[str, Any]:
-    response = world.client.get(f"{V1}/{dsn}/jobs", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["jobs"][-1]
-    return result
 
 
 def assert_reads_as_unknown(world: World, user: str, dsn: str, body: Any) -> None:
     """404 with exactly the body an unknown DSN gets (with its DSN in place of this one)."""
-    hidden = provision(world, dsn, body, user)
-    unknown = provision(world, UNKNOWN_DSN, body, user)
-    assert_error(unknown, 404, "AFS-404")
-    assert hidden.status_code == 404, hidden.text
-    assert hidden.json() == json.loads(unknown.text.replace(UNKNOWN_DSN, dsn))
+    assert_same_as_unknown(lambda d: provision(world, d, body, user), dsn)
 
 
 # --- black box ----------------------------------------------------------------------------
@@ -582,7 +522,7 @@ def test_manufacture_then_provision_then_manufacture_again(world: World, pool: P
     pool(1)
     dsn = manufactured(world)
     assert provision(world, dsn, BLACK, "mom").status_code == 200
-    again = world.client.post(f"{V1}/{dsn}/manufacture", json=MANUFACTURE, headers=world.headers("mm"))
+    again = manufacture(world, dsn, MANUFACTURE)
     assert_error(again, 422, "AFS-606", "Device is already manufactured")
 
 

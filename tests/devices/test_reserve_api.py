@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
+from tests.api import FAILURES, assert_error, device, jobs, manufacture, ok, post_reserve, reservation
 from tests.world import PASSWORD, World, factory_certificate, sign_in
 
 from devicefactory.accounts.models import Oem
@@ -23,51 +23,12 @@ from devicefactory.devices.dsn import format_dsn
 V1 = "/devicefactory/v1/devices"
 RESERVE = f"{V1}/reserve"
 ADMIN = "/devicefactory/v1/admin"
-FAILURES = "There were some failures while processing: "
 NOT_ENOUGH_KEYS = "There are not enough reservable devices for your request. Please try later"
 
 Pool = Callable[[int], None]
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def assert_error(response: httpx.Response, status: int, code: str, message: str | None = None) -> str:
-    """The one error shape: ``{"error": [{"code", "message"}]}``; returns the message."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert len(body["error"]) == 1, body
-    entry = body["error"][0]
-    assert set(entry) == {"code", "message"}, body
-    assert entry["code"] == code, body
-    if message is not None:
-        assert entry["message"] == message
-    return str(entry["message"])
-
-
-def post_reserve(world: World, user: str, body: Any) -> httpx.Response:
-    return world.client.post(RESERVE, json=body, headers=world.headers(user))
-
-
-def reserve_ok(world: World, user: str, model: str, count: object, **extra: Any) -> list[dict[str, str]]:
-    response = post_reserve(world, user, {"model": model, "count": count, **extra})
-    assert response.status_code == 200, response.text
-    return [item["device"] for item in response.json()]
-
-
-def device(world: World, dsn: str, user: str = "ayla") -> dict[str, Any]:
-    response = world.client.get(f"{V1}/{dsn}", headers=world.headers(user))
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["device"]
-    return result
-
-
-def jobs(world: World, dsn: str) -> list[dict[str, Any]]:
-    response = world.client.get(f"{V1}/{dsn}/jobs", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    result: list[dict[str, Any]] = response.json()["jobs"]
-    return result
 
 
 def set_reservation_limit(factory: sessionmaker[Session], oem_id: str, limit: int) -> None:
@@ -78,15 +39,6 @@ def set_reservation_limit(factory: sessionmaker[Session], oem_id: str, limit: in
 def sequence(dsn: str, settings: Settings) -> int:
     assert dsn.startswith(settings.dsn_prefix)
     return int(dsn[len(settings.dsn_prefix) :])
-
-
-def manufacture(world: World, dsn: str, mac: str) -> None:
-    response = world.client.post(
-        f"{V1}/{dsn}/manufacture",
-        json={"model": "AY001MTP1", "mac": mac, "hwsig": f"sig-{mac}", "dom_at": "2016/11/24 10:34:23 UTC"},
-        headers=world.headers("mm"),
-    )
-    assert response.status_code == 200, response.text
 
 
 def new_oem_user(world: World, role: str, *, module_manufacturer: bool) -> tuple[str, dict[str, str]]:
@@ -141,22 +93,20 @@ def test_reserve_returns_one_contiguous_range_in_dsn_order(
         assert stored["oem"] is None
         assert "private_key" not in stored
         assert "sealed_private_key" not in stored
-        assert [(j["operation"], j["result"], j["error_code"]) for j in jobs(world, dsn)] == [
-            ("reserve", "success", None)
-        ]
+        assert jobs(world, dsn) == [("reserve", "success", None)]
 
 
 def test_consecutive_reserves_continue_the_range(world: World, pool: Pool, settings: Settings) -> None:
     pool(3)
-    first = reserve_ok(world, "mm", "AY001MTP1", 1)
-    second = reserve_ok(world, "som", "AY001RTA", 2)
+    first = reservation(world, "mm", "AY001MTP1", 1).devices
+    second = reservation(world, "som", "AY001RTA", 2).devices
     sequences = [sequence(d["dsn"], settings) for d in first + second]
     assert sequences == [sequences[0], sequences[0] + 1, sequences[0] + 2]
 
 
 def test_count_given_as_a_string_of_digits_is_accepted(world: World, pool: Pool) -> None:
     pool(2)
-    devices = reserve_ok(world, "mm", "AY001MTP1", "2")
+    devices = reservation(world, "mm", "AY001MTP1", "2").devices
     assert len(devices) == 2
 
 
@@ -177,9 +127,9 @@ def test_json_suffix_is_accepted(world: World, pool: Pool) -> None:
 
 def test_unknown_body_keys_are_ignored_and_oem_id_only_counts_for_ayla(world: World, pool: Pool) -> None:
     pool(1)
-    (reserved,) = reserve_ok(
+    (reserved,) = reservation(
         world, "mm", "AY001MTP1", 1, oem_id=world.oem_ids["gateways"], colour="blue", status="provisioned"
-    )
+    ).devices
     stored = device(world, reserved["dsn"], "mm")
     assert stored["reserved_by"] == world.oem_ids["modules"]
     assert stored["status"] == "reserved"
@@ -204,7 +154,7 @@ def test_unknown_body_keys_are_ignored_and_oem_id_only_counts_for_ayla(world: Wo
 )
 def test_roles_reserve_the_kinds_they_make(world: World, pool: Pool, user: str, model: str, oem: str) -> None:
     pool(1)
-    (reserved,) = reserve_ok(world, user, model, 1)
+    (reserved,) = reservation(world, user, model, 1).devices
     stored = device(world, reserved["dsn"], user)
     assert stored["model"] == model
     assert stored["reserved_by"] == world.oem_ids[oem]
@@ -233,7 +183,7 @@ def test_a_model_of_a_kind_the_role_may_not_reserve_is_not_valid(
 @pytest.mark.parametrize("model", ["AY001MTP1", "AY001MTC2", "AY001RTA"])
 def test_ayla_admin_reserves_any_model_for_the_platform(world: World, pool: Pool, model: str) -> None:
     pool(1)
-    (reserved,) = reserve_ok(world, "ayla", model, 1)
+    (reserved,) = reservation(world, "ayla", model, 1).devices
     stored = device(world, reserved["dsn"])
     assert stored["model"] == model
     assert stored["reserved_by"] is None
@@ -245,7 +195,7 @@ def test_ayla_admin_reserves_any_model_for_the_platform(world: World, pool: Pool
 @pytest.mark.parametrize(("model", "oem"), [("AY001MTP1", "gateways"), ("AY001RTA", "modules")])
 def test_ayla_admin_reserves_for_an_oem_with_oem_id(world: World, pool: Pool, model: str, oem: str) -> None:
     pool(1)
-    (reserved,) = reserve_ok(world, "ayla", model, 1, oem_id=world.oem_ids[oem])
+    (reserved,) = reservation(world, "ayla", model, 1, oem_id=world.oem_ids[oem]).devices
     assert device(world, reserved["dsn"])["reserved_by"] == world.oem_ids[oem]
 
 
@@ -254,7 +204,7 @@ def test_ayla_admin_empty_or_null_oem_id_reserves_for_the_platform(
     world: World, pool: Pool, oem_id: str | None
 ) -> None:
     pool(1)
-    (reserved,) = reserve_ok(world, "ayla", "AY001MTP1", 1, oem_id=oem_id)
+    (reserved,) = reservation(world, "ayla", "AY001MTP1", 1, oem_id=oem_id).devices
     assert device(world, reserved["dsn"])["reserved_by"] is None
 
 
@@ -459,7 +409,7 @@ def test_reserving_beyond_the_oem_limit_is_afs_604(
         "A max of 2 devices can be reserved",
     )
     # Reaching the limit exactly is fine ...
-    first, second = reserve_ok(world, "mm", "AY001MTP1", 2)
+    first, second = reservation(world, "mm", "AY001MTP1", 2).devices
     # ... one more is not, whoever of the OEM asks.
     for user in ("mm", "mm_admin"):
         assert_error(
@@ -469,8 +419,10 @@ def test_reserving_beyond_the_oem_limit_is_afs_604(
             "A max of 2 devices can be reserved",
         )
     # Only reserved-but-unused devices count: manufacturing one frees a place.
-    manufacture(world, first["dsn"], "0a0b0c0d0e01")
-    (third,) = reserve_ok(world, "mm", "AY001MTP1", 1)
+    mac = "0a0b0c0d0e01"
+    body = {"model": "AY001MTP1", "mac": mac, "hwsig": f"sig-{mac}", "dom_at": "2016/11/24 10:34:23 UTC"}
+    ok(manufacture(world, first["dsn"], body))
+    (third,) = reservation(world, "mm", "AY001MTP1", 1).devices
     assert third["dsn"] not in (first["dsn"], second["dsn"])
     assert_error(post_reserve(world, "mm", {"model": "AY001MTP1", "count": 1}), 422, "AFS-604")
 
@@ -478,9 +430,9 @@ def test_reserving_beyond_the_oem_limit_is_afs_604(
 def test_the_limit_is_per_oem(world: World, pool: Pool, session_factory: sessionmaker[Session]) -> None:
     pool(2)
     set_reservation_limit(session_factory, world.oem_ids["modules"], 1)
-    reserve_ok(world, "mm", "AY001MTP1", 1)
+    reservation(world, "mm", "AY001MTP1", 1)
     assert_error(post_reserve(world, "mm", {"model": "AY001MTP1", "count": 1}), 422, "AFS-604")
-    reserve_ok(world, "mm2", "AY001MTP1", 1)
+    reservation(world, "mm2", "AY001MTP1", 1)
 
 
 def test_ayla_reserving_for_an_oem_counts_towards_its_limit(
@@ -488,7 +440,7 @@ def test_ayla_reserving_for_an_oem_counts_towards_its_limit(
 ) -> None:
     pool(2)
     set_reservation_limit(session_factory, world.oem_ids["gateways"], 1)
-    reserve_ok(world, "ayla", "AY001RTA", 1, oem_id=world.oem_ids["gateways"])
+    reservation(world, "ayla", "AY001RTA", 1, oem_id=world.oem_ids["gateways"])
     assert_error(
         post_reserve(world, "som", {"model": "AY001RTA", "count": 1}),
         422,
@@ -502,7 +454,7 @@ def test_ayla_reserving_for_an_oem_counts_towards_its_limit(
         "A max of 1 devices can be reserved",
     )
     # The platform's own reservations are not the OEM's.
-    reserve_ok(world, "ayla", "AY001RTA", 1)
+    reservation(world, "ayla", "AY001RTA", 1)
 
 
 def test_reservation_limit_set_through_the_admin_api(world: World, pool: Pool) -> None:
@@ -527,7 +479,7 @@ def test_reservation_limit_set_through_the_admin_api(world: World, pool: Pool) -
         "AFS-604",
         "A max of 1 devices can be reserved",
     )
-    reserve_ok(world, "ayla", "AY001MTP1", 1, oem_id=oem_id)
+    reservation(world, "ayla", "AY001MTP1", 1, oem_id=oem_id)
 
 
 def test_limit_is_checked_before_the_pool(world: World, session_factory: sessionmaker[Session]) -> None:
@@ -544,7 +496,7 @@ def test_not_enough_keys_is_afs_605_and_takes_nothing(world: World, pool: Pool, 
         post_reserve(world, "mm", {"model": "AY001MTP1", "count": 3}), 422, "AFS-605", NOT_ENOUGH_KEYS
     )
     # The refused request used no key and no DSN.
-    devices = reserve_ok(world, "mm", "AY001MTP1", 2)
+    devices = reservation(world, "mm", "AY001MTP1", 2).devices
     assert [d["dsn"] for d in devices] == [format_dsn(settings.dsn_prefix, n) for n in (1, 2)]
     assert_error(
         post_reserve(world, "mm", {"model": "AY001MTP1", "count": 1}), 422, "AFS-605", NOT_ENOUGH_KEYS
@@ -591,4 +543,4 @@ def test_ayla_reserving_for_an_oem_without_a_certificate_is_afs_610(world: World
     response = post_reserve(world, "ayla", {"model": "AY001MTP1", "count": 1, "oem_id": oem_id})
     assert_error(response, 422, "AFS-610")
     # The platform itself needs none.
-    reserve_ok(world, "ayla", "AY001MTP1", 1)
+    reservation(world, "ayla", "AY001MTP1", 1)

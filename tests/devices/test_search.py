@@ -23,9 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
+from tests import api
+from tests.api import FAILURES, advance, assert_error, ok, reservation
 from tests.conftest import FrozenClock
 from tests.world import USERS, World
 
@@ -42,44 +44,26 @@ Params = Mapping[str, str]
 # --- the fleet ----------------------------------------------------------------------------
 
 
-def reserve(world: World, user: str, model: str, count: int) -> int:
-    response = world.client.post(
-        f"{V1}/devices/reserve", json={"model": model, "count": count}, headers=world.headers(user)
-    )
-    assert response.status_code == 200, response.text
-    return int(response.headers["X-Factory-Action"])
+def manufacture(world: World, user: str, n: int, **fields: Any) -> httpx2.Response:
+    """Manufactures device n of the fleet (the model and dom_at unless given)."""
+    return api.manufacture(world, D[n], {"model": "AY001MTP1", "dom_at": DOM, **fields}, user)
 
 
-def manufacture(world: World, user: str, n: int, **fields: Any) -> httpx.Response:
-    body = {"model": "AY001MTP1", "dom_at": DOM, **fields}
-    return world.client.post(f"{V1}/devices/{D[n]}/manufacture", json=body, headers=world.headers(user))
-
-
-def provision(world: World, user: str, n: int, **fields: Any) -> httpx.Response:
-    return world.client.post(f"{V1}/devices/{D[n]}/provision", json=fields, headers=world.headers(user))
-
-
-def advance(world: World, clock: FrozenClock, *, days: int) -> None:
-    """Move the service's clock; access tokens expire meanwhile, so sign in again."""
-    clock.advance(days=days)
-    world._tokens.clear()
-
-
-def ok(response: httpx.Response) -> None:
-    assert response.status_code == 200, response.text
+def provision(world: World, user: str, n: int, **fields: Any) -> httpx2.Response:
+    return api.provision(world, D[n], fields, user)
 
 
 @pytest.fixture
 def fleet(world: World, pool: Pool, clock: FrozenClock) -> dict[str, int]:
     """Builds the fleet of the module docstring; returns the reserve action ids by name."""
     pool(9)
-    actions = {"modules_mtp1": reserve(world, "mm", "AY001MTP1", 4)}  # 1-4, 11-22 09:00
+    actions = {"modules_mtp1": reservation(world, "mm", "AY001MTP1", 4).action_id}  # 1-4, 11-22 09:00
     advance(world, clock, days=2)
-    actions["modules_mtc2"] = reserve(world, "mm", "AY001MTC2", 1)  # 5, 11-24
-    actions["modules2"] = reserve(world, "mm2", "AY001MTP1", 1)  # 6
+    actions["modules_mtc2"] = reservation(world, "mm", "AY001MTC2", 1).action_id  # 5, 11-24
+    actions["modules2"] = reservation(world, "mm2", "AY001MTP1", 1).action_id  # 6
     advance(world, clock, days=2)
-    actions["gateways"] = reserve(world, "som", "AY001RTA", 2)  # 7, 8, 11-26
-    actions["products"] = reserve(world, "product_admin", "AY001RTA", 1)  # 9
+    actions["gateways"] = reservation(world, "som", "AY001RTA", 2).action_id  # 7, 8, 11-26
+    actions["products"] = reservation(world, "product_admin", "AY001RTA", 1).action_id  # 9
     advance(world, clock, days=2)  # 11-28
     ok(
         manufacture(
@@ -216,16 +200,11 @@ def lenient(world: World) -> TestClient:
     return TestClient(world.client.app, raise_server_exceptions=False)
 
 
-def assert_afs600(response: httpx.Response, *mentions: str) -> None:
-    assert response.status_code == 422, response.text
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert len(body["error"]) == 1, body
-    (entry,) = body["error"]
-    assert entry["code"] == "AFS-600", body
-    assert entry["message"].startswith("There were some failures while processing: "), body
+def assert_afs600(response: httpx2.Response, *mentions: str) -> None:
+    message = assert_error(response, 422, "AFS-600")
+    assert message.startswith(FAILURES), message
     for mention in mentions:
-        assert mention in entry["message"], (mention, entry["message"])
+        assert mention in message, (mention, message)
 
 
 # --- one device, every field ---------------------------------------------------------------

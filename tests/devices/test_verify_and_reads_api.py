@@ -4,13 +4,25 @@ actions: the tenant wall on every read, and `.json` on every route."""
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
+from tests.api import (
+    ACTIONS,
+    FAILURES,
+    WHITE_BOX,
+    assert_error,
+    assert_same_as_unknown,
+    device,
+    jobs,
+    manufacture,
+    ok,
+    provision,
+    reservation,
+)
 from tests.world import World
 
 from devicefactory.config import Settings
@@ -18,10 +30,7 @@ from devicefactory.devices.dsn import format_dsn
 from devicefactory.keys.crypto import encrypt_verify_token
 
 V1 = "/devicefactory/v1/devices"
-ACTIONS = "/devicefactory/v1/factory_actions"
-UNKNOWN_DSN = "AC000W999999999"
 UNKNOWN_ACTION = 999_999
-FAILURES = "There were some failures while processing: "
 MANUFACTURE = {
     "model": "AY001MTP1",
     "mac": "1D:EE:6E:A2:06:AC",
@@ -31,15 +40,6 @@ MANUFACTURE = {
     "module_sw_version": "1.0",
 }
 BLACK = {"model": "AY001MTP1", "oem_model": "Lamp", "oem_host_version": "2.0"}
-WHITE = {
-    "model": "AY001RTA",
-    "oem_model": "zbgw",
-    "oem_host_version": "1.0",
-    "mac": "123456789abc",
-    "manuf_model": "linux",
-    "module_sw_version": "devd 1.0",
-    "dom_at": "2014/06/02 16:21:10 UTC",
-}
 DEVICE_KEYS = {
     "dsn",
     "model",
@@ -73,43 +73,9 @@ Pool = Callable[[int], None]
 # --- helpers ------------------------------------------------------------------------------
 
 
-def assert_error(response: httpx.Response, status: int, code: str, message: str | None = None) -> str:
-    """The one error shape: ``{"error": [{"code", "message"}]}``; returns the message."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert list(body) == ["error"], body
-    assert len(body["error"]) == 1, body
-    entry = body["error"][0]
-    assert set(entry) == {"code", "message"}, body
-    assert entry["code"] == code, body
-    if message is not None:
-        assert entry["message"] == message
-    return str(entry["message"])
-
-
-def reserve(
-    world: World, user: str, model: str, count: int = 1, **extra: Any
-) -> tuple[list[dict[str, str]], int]:
-    response = world.client.post(
-        f"{V1}/reserve", json={"model": model, "count": count, **extra}, headers=world.headers(user)
-    )
-    assert response.status_code == 200, response.text
-    return [item["device"] for item in response.json()], int(response.headers["X-Factory-Action"])
-
-
 def reserve_one(world: World, user: str = "mm", model: str = "AY001MTP1") -> dict[str, str]:
-    (device,), _ = reserve(world, user, model)
+    (device,) = reservation(world, user, model).devices
     return device
-
-
-def manufacture(world: World, dsn: str, user: str = "mm") -> None:
-    response = world.client.post(f"{V1}/{dsn}/manufacture", json=MANUFACTURE, headers=world.headers(user))
-    assert response.status_code == 200, response.text
-
-
-def provision(world: World, dsn: str, body: dict[str, Any], user: str) -> None:
-    response = world.client.post(f"{V1}/{dsn}/provision", json=body, headers=world.headers(user))
-    assert response.status_code == 200, response.text
 
 
 def token(public_key: str, message: str) -> str:
@@ -120,32 +86,21 @@ def timestamp(clock: Any, **delta: float) -> int:
     return int((clock.now + timedelta(**delta)).timestamp())
 
 
-def verify(world: World, dsn: str, body: Any, user: str = "mm") -> httpx.Response:
+def verify(world: World, dsn: str, body: Any, user: str = "mm") -> httpx2.Response:
     return world.client.post(f"{V1}/{dsn}/verify", json=body, headers=world.headers(user))
 
 
-def device(world: World, dsn: str) -> dict[str, Any]:
-    response = world.client.get(f"{V1}/{dsn}", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()["device"]
-    return result
+def assert_read_only_if_visible(world: World, user: str, dsn: str, route: str, visible: bool) -> None:
+    """GET the device (route "") or its jobs ("/jobs") as ``user``: 200 if visible, else
+    exactly the 404 of an unknown DSN."""
 
+    def get(d: str) -> httpx2.Response:
+        return world.client.get(f"{V1}/{d}{route}", headers=world.headers(user))
 
-def jobs(world: World, dsn: str) -> list[tuple[str, str, str | None]]:
-    response = world.client.get(f"{V1}/{dsn}/jobs", headers=world.headers("ayla"))
-    assert response.status_code == 200, response.text
-    return [(j["operation"], j["result"], j["error_code"]) for j in response.json()["jobs"]]
-
-
-def assert_same_as_unknown(
-    call: Callable[[str], httpx.Response], hidden: str, unknown: str = UNKNOWN_DSN
-) -> None:
-    """``call(hidden)`` is 404 with exactly ``call(unknown)``'s body (ids swapped)."""
-    seen = call(hidden)
-    missing = call(unknown)
-    assert_error(missing, 404, "AFS-404")
-    assert seen.status_code == 404, seen.text
-    assert seen.json() == json.loads(missing.text.replace(unknown, hidden))
+    if visible:
+        assert get(dsn).status_code == 200
+    else:
+        assert_same_as_unknown(get, dsn)
 
 
 # --- verify -------------------------------------------------------------------------------
@@ -176,7 +131,7 @@ def test_verify_works_after_manufacture_and_json_suffix(world: World, pool: Pool
     pool(1)
     reserved = reserve_one(world)
     dsn = reserved["dsn"]
-    manufacture(world, dsn)
+    ok(manufacture(world, dsn, MANUFACTURE))
     response = world.client.post(
         f"{V1}/{dsn}/verify.json",
         json={"token": token(reserved["public_key"], f"{dsn}:{timestamp(clock)}")},
@@ -226,7 +181,7 @@ def test_an_old_token_is_refused_after_the_clock_moves_on(world: World, pool: Po
 
 def test_a_token_for_another_dsn_is_afs_600(world: World, pool: Pool, clock: Any) -> None:
     pool(2)
-    (first, second), _ = reserve(world, "mm", "AY001MTP1", 2)
+    first, second = reservation(world, "mm", "AY001MTP1", 2).devices
     now = timestamp(clock)
     # Encrypted with this device's key, but naming the other DSN.
     body = {"token": token(first["public_key"], f"{second['dsn']}:{now}")}
@@ -361,7 +316,7 @@ def test_jobs_list_the_history_oldest_first(world: World, pool: Pool, clock: Any
     bad = world.client.post(f"{V1}/{dsn}/manufacture", json={}, headers=world.headers("mm"))
     assert bad.status_code == 422
     clock.advance(minutes=1)
-    manufacture(world, dsn)
+    ok(manufacture(world, dsn, MANUFACTURE))
     response = world.client.get(f"{V1}/{dsn}/jobs", headers=world.headers("mm"))
     assert response.status_code == 200, response.text
     listed = response.json()["jobs"]
@@ -401,14 +356,7 @@ def test_reads_of_a_reserved_black_box(
 ) -> None:
     pool(1)
     dsn = reserve_one(world)["dsn"]
-
-    def get(d: str) -> httpx.Response:
-        return world.client.get(f"{V1}/{d}{route}", headers=world.headers(user))
-
-    if visible:
-        assert get(dsn).status_code == 200
-    else:
-        assert_same_as_unknown(get, dsn)
+    assert_read_only_if_visible(world, user, dsn, route, visible)
 
 
 @pytest.mark.parametrize("route", ["", "/jobs"])
@@ -431,16 +379,9 @@ def test_reads_of_a_provisioned_black_box(
 ) -> None:
     pool(1)
     dsn = reserve_one(world)["dsn"]
-    manufacture(world, dsn)
-    provision(world, dsn, BLACK, "mom")
-
-    def get(d: str) -> httpx.Response:
-        return world.client.get(f"{V1}/{d}{route}", headers=world.headers(user))
-
-    if visible:
-        assert get(dsn).status_code == 200
-    else:
-        assert_same_as_unknown(get, dsn)
+    ok(manufacture(world, dsn, MANUFACTURE))
+    ok(provision(world, dsn, BLACK, "mom"))
+    assert_read_only_if_visible(world, user, dsn, route, visible)
 
 
 @pytest.mark.parametrize("route", ["", "/jobs"])
@@ -459,15 +400,8 @@ def test_reads_of_a_provisioned_black_box(
 def test_reads_of_a_white_box(world: World, pool: Pool, route: str, user: str, visible: bool) -> None:
     pool(1)
     dsn = reserve_one(world, "som", "AY001RTA")["dsn"]
-    provision(world, dsn, WHITE, "som")
-
-    def get(d: str) -> httpx.Response:
-        return world.client.get(f"{V1}/{d}{route}", headers=world.headers(user))
-
-    if visible:
-        assert get(dsn).status_code == 200
-    else:
-        assert_same_as_unknown(get, dsn)
+    ok(provision(world, dsn, WHITE_BOX, "som"))
+    assert_read_only_if_visible(world, user, dsn, route, visible)
 
 
 def test_the_404_body_is_identical_before_and_after_the_device_exists(
@@ -482,7 +416,7 @@ def test_the_404_body_is_identical_before_and_after_the_device_exists(
         ("post", f"{V1}/{dsn}/verify"),
     ]
 
-    def call(method: str, url: str) -> httpx.Response:
+    def call(method: str, url: str) -> httpx2.Response:
         if method == "get":
             return world.client.get(url, headers=world.headers("mm2"))
         return world.client.post(url, json=MANUFACTURE, headers=world.headers("mm2"))
@@ -525,7 +459,7 @@ def test_reads_without_a_valid_token_are_401(
 @pytest.mark.parametrize("user", ["mm", "mm_admin", "ayla"])
 def test_the_reserve_action_is_readable_by_its_oem(world: World, pool: Pool, user: str) -> None:
     pool(2)
-    devices, action_id = reserve(world, "mm", "AY001MTP1", 2)
+    action_id, devices = reservation(world, "mm", "AY001MTP1", 2)
     for suffix in ("", ".json"):
         response = world.client.get(f"{ACTIONS}/{action_id}{suffix}", headers=world.headers(user))
         assert response.status_code == 200, response.text
@@ -547,7 +481,7 @@ def test_the_reserve_action_is_readable_by_its_oem(world: World, pool: Pool, use
 @pytest.mark.parametrize("user", ["mm2", "mom", "mom2", "product_admin", "som", "som2", "gateway_admin"])
 def test_another_oems_action_reads_as_unknown(world: World, pool: Pool, user: str) -> None:
     pool(1)
-    _, action_id = reserve(world, "mm", "AY001MTP1")
+    action_id = reservation(world, "mm", "AY001MTP1").action_id
     unknown = str(UNKNOWN_ACTION)
     for path in ("", ".json", "/files/csv", "/files/log", "/files/xml", "/files/csv.json"):
         assert_same_as_unknown(
@@ -559,7 +493,7 @@ def test_another_oems_action_reads_as_unknown(world: World, pool: Pool, user: st
 
 def test_a_white_box_action_is_hidden_from_other_oems(world: World, pool: Pool) -> None:
     pool(1)
-    _, action_id = reserve(world, "som", "AY001RTA")
+    action_id = reservation(world, "som", "AY001RTA").action_id
     assert (
         world.client.get(f"{ACTIONS}/{action_id}", headers=world.headers("gateway_admin")).status_code == 200
     )
@@ -577,7 +511,7 @@ def test_a_white_box_action_is_hidden_from_other_oems(world: World, pool: Pool) 
 @pytest.mark.parametrize("path", ["", "/files/csv", "/files/log", "/files/xml"])
 def test_actions_without_a_valid_token_are_401(world: World, pool: Pool, path: str) -> None:
     pool(1)
-    _, action_id = reserve(world, "mm", "AY001MTP1")
+    action_id = reservation(world, "mm", "AY001MTP1").action_id
     assert_error(world.client.get(f"{ACTIONS}/{action_id}{path}"), 401, "AFS-401")
 
 

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, pkcs7
 from sqlalchemy import MetaData, select
 from sqlalchemy.orm import Session, sessionmaker
+from tests.api import reservation
 from tests.world import World, factory_certificate
 
 from devicefactory.devices.models import Device
@@ -29,19 +30,11 @@ from devicefactory.keys.crypto import (
 V1 = "/devicefactory/v1"
 
 
-def _reserve(world: World, count: int) -> tuple[str, list[dict[str, str]]]:
-    response = world.client.post(
-        f"{V1}/devices/reserve", json={"model": "AY001MTP1", "count": count}, headers=world.headers("mm")
-    )
-    assert response.status_code == 200, response.text
-    return response.headers["X-Factory-Action"], [item["device"] for item in response.json()]
-
-
 def test_bundle_decrypts_with_the_oem_key_to_every_reserved_device(
     world: World, pool: Callable[[int], None], tmp_path: Path
 ) -> None:
     pool(5)
-    action_id, devices = _reserve(world, 5)
+    action_id, devices = reservation(world, "mm", "AY001MTP1", 5)
     response = world.client.get(f"{V1}/factory_actions/{action_id}/files/xml", headers=world.headers("mm"))
     assert response.status_code == 200
     bundle = response.content
@@ -87,7 +80,7 @@ def _assert_zip_matches(data: bytes, devices: list[dict[str, str]]) -> None:
 
 def test_other_oems_cannot_download_the_bundle(world: World, pool: Callable[[int], None]) -> None:
     pool(1)
-    action_id, _ = _reserve(world, 1)
+    action_id = reservation(world, "mm", "AY001MTP1", 1).action_id
     for user in ("mm2", "mom", "som"):
         for kind in ("xml", "csv", "log"):
             response = world.client.get(
@@ -112,7 +105,7 @@ def test_no_private_key_leaves_the_service(
     caplog.set_level(logging.DEBUG)
     pool(3)
     seen: list[bytes] = []
-    action_id, devices = _reserve(world, 3)
+    action_id, devices = reservation(world, "mm", "AY001MTP1", 3)
     dsn = devices[0]["dsn"]
     client = world.client
     for method, path, user, body in [
@@ -214,7 +207,7 @@ def test_a_pool_filled_by_workers_serves_a_reserve(
         stop.set()
         thread.join(60)
     assert filler._size() >= 4
-    _, devices = _reserve(world, 4)
+    devices = reservation(world, "mm", "AY001MTP1", 4).devices
     assert len({d["public_key"] for d in devices}) == 4
     metrics = world.client.get("/metrics").text
     assert "devicefactory_key_pool_size" in metrics
