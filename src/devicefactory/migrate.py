@@ -37,4 +37,3 @@ def _ensure_sqlite_directory(url: str) -> None:
     url = normalize_url(url)
     if url.startswith("sqlite:///") and ":memory:" not in url:
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-

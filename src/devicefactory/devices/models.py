@@ -35,6 +35,10 @@ class Device(Base):
     __table_args__ = (
         Index("ix_devices_reserved_by_dsn", "reserved_by_oem_id", "dsn"),
         Index("ix_devices_owner_dsn", "owner_oem_id", "dsn"),
+        # Date-range searches read the page's DSNs from these alone (see queries).
+        Index("ix_devices_reserved_at_dsn", "reserved_at", "dsn"),
+        Index("ix_devices_manufactured_at_dsn", "manufactured_at", "dsn"),
+        Index("ix_devices_provisioned_at_dsn", "provisioned_at", "dsn"),
     )
 
     dsn: Mapped[str] = mapped_column(DsnType, primary_key=True)
@@ -47,9 +51,9 @@ class Device(Base):
     reserve_action_id: Mapped[int | None] = mapped_column(
         ForeignKey("factory_actions.id"), index=True, default=None
     )
-    reserved_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    manufactured_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True, default=None)
-    provisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True, default=None)
+    reserved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    manufactured_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    provisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # Factory data (manufacture and provision).
     mac: Mapped[str | None] = mapped_column(String(12), unique=True, default=None)

@@ -209,7 +209,28 @@ def search_devices(session: Session, actor: Actor, search: DeviceSearch) -> Sequ
 
 
 def search_statement(session: Session, actor: Actor, search: DeviceSearch) -> Select[Device]:
-    query = select(Device).where(reachable(actor, Reach.VIEW))
+    if search.dates and "dsn" not in search.like and "dsn" not in search.exact:
+        return _date_range_statement(actor, search)
+    return _filtered(select(Device), actor, search).limit(search.limit)
+
+
+def _date_range_statement(actor: Actor, search: DeviceSearch) -> Select[Device]:
+    """Pick the page's DSNs from the (date, dsn) index, then load only those rows.
+
+    Devices are made in DSN order, so the matches of a date range sit together in DSN
+    order: walking the primary key for them reads most of the table (PostgreSQL's
+    planner does), and sorting whole rows costs SQLite ~19 k row copies. Ordering by
+    ``dsn || ''`` keeps the same order but keeps the planner off the key.
+    """
+    page = _filtered(select(Device.dsn), actor, search, order_key=Device.dsn.concat("")).limit(search.limit)
+    order = Device.dsn.desc() if search.descending else Device.dsn.asc()
+    return select(Device).where(Device.dsn.in_(page.scalar_subquery())).order_by(order)
+
+
+def _filtered(
+    query: Select[Any], actor: Actor, search: DeviceSearch, order_key: ColumnElement[str] | None = None
+) -> Select[Any]:
+    query = query.where(reachable(actor, Reach.VIEW))
     for name, value in search.exact.items():
         query = query.where(getattr(Device, name) == value)
     for name, pattern in search.like.items():
@@ -229,8 +250,8 @@ def search_statement(session: Session, actor: Actor, search: DeviceSearch) -> Se
         query = query.where(
             Device.dsn < search.after_dsn if search.descending else Device.dsn > search.after_dsn
         )
-    order = Device.dsn.desc() if search.descending else Device.dsn.asc()
-    return query.order_by(order).limit(search.limit)
+    key = Device.dsn if order_key is None else order_key
+    return query.order_by(key.desc() if search.descending else key.asc())
 
 
 def _like_clause(name: str, pattern: str) -> ColumnElement[bool]:
