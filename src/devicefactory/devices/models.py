@@ -35,10 +35,12 @@ class Device(Base):
     __table_args__ = (
         Index("ix_devices_reserved_by_dsn", "reserved_by_oem_id", "dsn"),
         Index("ix_devices_owner_dsn", "owner_oem_id", "dsn"),
-        # Date-range searches read the page's DSNs from these alone (see queries).
-        Index("ix_devices_reserved_at_dsn", "reserved_at", "dsn"),
-        Index("ix_devices_manufactured_at_dsn", "manufactured_at", "dsn"),
-        Index("ix_devices_provisioned_at_dsn", "provisioned_at", "dsn"),
+        # Date-range searches read the page's DSNs, and check the tenant wall, from
+        # these alone (see queries._date_range_statement).
+        *(
+            Index(f"ix_devices_{event}_dsn", event, "dsn", "reserved_by_oem_id", "owner_oem_id")
+            for event in ("reserved_at", "manufactured_at", "provisioned_at")
+        ),
     )
 
     dsn: Mapped[str] = mapped_column(DsnType, primary_key=True)

@@ -1,4 +1,4 @@
-"""(date, dsn) indexes for date-range searches, replacing the single-column date indexes
+"""(date, dsn, tenant) indexes for date-range searches, replacing the single-column date indexes
 
 Revision ID: 0005
 Revises: 0004
@@ -21,7 +21,11 @@ def upgrade() -> None:
     with op.batch_alter_table("devices") as batch_op:
         for column in EVENTS:
             batch_op.drop_index(f"ix_devices_{column}")
-            batch_op.create_index(f"ix_devices_{column}_dsn", [column, "dsn"], unique=False)
+            batch_op.create_index(
+                f"ix_devices_{column}_dsn",
+                [column, "dsn", "reserved_by_oem_id", "owner_oem_id"],
+                unique=False,
+            )
 
 
 def downgrade() -> None:
