@@ -18,7 +18,7 @@ from devicefactory.accounts.router import admin_router, users_router
 from devicefactory.actions.router import router as actions_router
 from devicefactory.config import Settings
 from devicefactory.dashboard.router import dashboard_router
-from devicefactory.db import make_engine, make_session_factory, utcnow
+from devicefactory.db import make_engine, make_reader_engine, make_session_factory, utcnow
 from devicefactory.devices.router import router as devices_router
 from devicefactory.gauges import database_gauges
 from devicefactory.metrics import Metrics
@@ -40,8 +40,10 @@ def create_app(
 ) -> FastAPI:
     """Build the app; nothing happens at import time."""
     factory = session_factory or make_session_factory(make_engine(settings.database_url))
+    # Tests hand in one factory for everything; a server reads through its own engine.
+    reader = factory if session_factory else make_session_factory(make_reader_engine(settings.database_url))
     metrics = Metrics()
-    metrics.add_database_gauges(lambda: database_gauges(factory))
+    metrics.add_database_gauges(lambda: database_gauges(reader))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -55,6 +57,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.session_factory = factory
+    app.state.read_session_factory = reader
     app.state.clock = clock
     app.state.metrics = metrics
     install_error_handlers(app)
@@ -63,7 +66,7 @@ def create_app(
     app.include_router(devices_router)
     app.include_router(actions_router)
     app.include_router(dashboard_router)
-    _add_operational_routes(app, factory, metrics)
+    _add_operational_routes(app, reader, metrics)
     app.add_middleware(
         RequestContextMiddleware,
         max_body=settings.max_json_bytes,

@@ -78,6 +78,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
+def make_reader_engine(url: str) -> Engine:
+    """An engine for read-only requests.
+
+    On SQLite its transactions begin DEFERRED and skip the writer lock: in WAL mode
+    readers see a consistent snapshot and neither wait for the writer nor make it
+    wait (a progress poll no longer stalls an upload). Elsewhere it is the usual engine.
+    """
+    url = normalize_url(url)
+    if not url.startswith("sqlite"):
+        return make_engine(url)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=4)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+    return engine
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()

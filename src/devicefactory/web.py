@@ -134,7 +134,10 @@ async def _end_transaction(request: Request, *, commit: bool) -> None:
 async def get_session(request: Request) -> Session:
     session: Session | None = getattr(request.state, "db_session", None)
     if session is None:
-        factory: sessionmaker[Session] = request.app.state.session_factory
+        reads_only = request.method in ("GET", "HEAD")
+        factory: sessionmaker[Session] = (
+            request.app.state.read_session_factory if reads_only else (request.app.state.session_factory)
+        )
         session = factory()
         request.state.db_session = session
     return session
