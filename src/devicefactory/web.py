@@ -161,15 +161,13 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def get_actor(
-    request: Request,
-    session: Annotated[Session, Depends(get_session)],
-    now: Annotated[datetime, Depends(get_now)],
-) -> Actor:
-    actor = accounts.authenticate(session, access_token=bearer_token(request), now=now)
-    # End the read transaction here, so the connection is free while the request
-    # waits for its endpoint's turn.
-    session.commit()
+def get_actor(request: Request, now: Annotated[datetime, Depends(get_now)]) -> Actor:
+    """The caller, authenticated in a short read transaction of its own: on SQLite it
+    never takes the writer lock, and no connection is held while the request waits
+    for its endpoint's turn."""
+    factory: sessionmaker[Session] = request.app.state.read_session_factory
+    with factory() as session:
+        actor = accounts.authenticate(session, access_token=bearer_token(request), now=now)
     request.state.actor = actor
     return actor
 
