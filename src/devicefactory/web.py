@@ -7,6 +7,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -196,11 +197,26 @@ async def json_object(request: Request) -> dict[str, Any]:
     body = await request.body()
     try:
         parsed = json.loads(body) if body.strip() else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedRequest("Malformed JSON: the request body is not valid JSON") from None
     if not isinstance(parsed, dict):
         raise MalformedRequest("Malformed request: the body must be a JSON object")
+    # Only a \\uD800-\\uDFFF escape can produce one, so most bodies skip the walk.
+    if _SURROGATE_ESCAPE.search(body) and not _encodable(parsed):
+        raise MalformedRequest("Malformed JSON: a string holds an unpaired surrogate (\\ud800-\\udfff)")
     return parsed
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _encodable(value: object) -> bool:
+    """JSON may spell lone surrogates that no UTF-8 text (or database) can hold."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        return False
+    return True
 
 
 JsonBody = Annotated[dict[str, Any], Depends(json_object)]

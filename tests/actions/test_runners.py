@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
-from tests.api import HEAD, action, reserve, upload
+from tests.api import HEAD, action, log_line, reserve, upload
 from tests.world import World
 
 from devicefactory.actions.models import ActionLine, FactoryAction
@@ -84,3 +85,23 @@ def _wait(ready: Callable[[], bool], timeout: float = 60) -> None:
     while not ready():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_an_upload_whose_file_is_gone_fails_alone(
+    world: World, session_factory: sessionmaker[Session], settings: Settings
+) -> None:
+    """A worker that cannot see the file (a host without the shared upload directory)
+    fails that action with a reason and keeps working the queue."""
+    lost = upload(world, "mm", [log_line("AC000W000000001", "aa0000000009", "x9")])
+    kept = upload(world, "mm", ["# nothing to do"])
+    with session_factory() as session:
+        stored = session.get(FactoryAction, lost["id"])
+        assert stored is not None
+        Path(stored.file_path or "").unlink()
+    runner = ActionRunner(session_factory, settings)
+    while runner.run_once():
+        pass
+    failed = action(world, "mm", lost["id"])["factory_action"]
+    assert failed["status"] == "failure"
+    assert "upload directory" in failed["message"]
+    assert action(world, "mm", kept["id"])["factory_action"]["status"] == "success"

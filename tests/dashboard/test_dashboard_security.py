@@ -218,3 +218,11 @@ def test_pages_send_security_headers(dash: Callable[[str], Dash]) -> None:
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert "script-src" not in page.headers["content-security-policy"]  # default-src 'self' covers it
     assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_non_ascii_csrf_token_is_refused_not_a_crash(dash: Callable[[str], Dash]) -> None:
+    page = dash("mm")
+    response = page.post(
+        "/dashboard/actions/reserve", {"model": "AY001MTP1", "count": "1", "csrf_token": "é"}, csrf=False
+    )
+    assert response.status_code == 403

@@ -26,10 +26,11 @@ def list_oems(session: Session) -> Sequence[Oem]:
     return session.scalars(select(Oem).order_by(Oem.created_at, Oem.oem_id)).all()
 
 
-def get_user_by_email(session: Session, email: str) -> User | None:
+def get_user_by_email(session: Session, email: str, *, lock: bool = False) -> User | None:
     if not email.isprintable() or len(email) > 255:
         return None  # no stored email is like this (and PostgreSQL refuses NUL)
-    return session.scalar(select(User).where(User.email == email.strip().lower()))
+    query = select(User).where(User.email == email.strip().lower())
+    return session.scalar(query.with_for_update() if lock else query)
 
 
 def users_visible_to(actor: Actor) -> Select[User]:
@@ -53,7 +54,7 @@ def list_models(session: Session) -> Sequence[ModuleModel]:
 
 
 def find_token_with_user(
-    session: Session, *, access_hash: str | None = None, refresh_hash: str | None = None
+    session: Session, *, access_hash: str | None = None, refresh_hash: str | None = None, lock: bool = False
 ) -> tuple[AuthToken, User, Oem | None] | None:
     query = (
         select(AuthToken, User, Oem)
@@ -64,6 +65,8 @@ def find_token_with_user(
         query = query.where(AuthToken.access_hash == access_hash)
     else:
         query = query.where(AuthToken.refresh_hash == refresh_hash)
+    if lock:
+        query = query.with_for_update(of=AuthToken)
     row = session.execute(query).one_or_none()
     return None if row is None else (row[0], row[1], row[2])
 

@@ -154,8 +154,8 @@ def _flag(fields: dict[str, Any], key: str) -> bool:
 
 def _integer(fields: dict[str, Any], key: str, *, default: int) -> int:
     value = fields.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationFailed.of([f"{key} must be an integer"])
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise ValidationFailed.of([f"{key} must be an integer from 0 to 2147483647"])
     return value
 
 

@@ -157,7 +157,8 @@ def sign_in(
     token_ttl: int,
     lockout: LockoutPolicy = LockoutPolicy(),
 ) -> IssuedTokens:
-    user = queries.get_user_by_email(session, email) if isinstance(email, str) else None
+    # Locked: parallel guesses must each count towards the lockout (PostgreSQL).
+    user = queries.get_user_by_email(session, email, lock=True) if isinstance(email, str) else None
     password_ok = verify_password(user.password_hash if user else None, password)
     if user is None:
         raise InvalidCredentials()
@@ -173,7 +174,8 @@ def sign_in(
 
 
 def refresh_tokens(session: Session, *, refresh_token: str, now: datetime, token_ttl: int) -> IssuedTokens:
-    found = queries.find_token_with_user(session, refresh_hash=token_hash(refresh_token))
+    # Locked: two concurrent refreshes with one token must not both succeed.
+    found = queries.find_token_with_user(session, refresh_hash=token_hash(refresh_token), lock=True)
     if found is None or found[0].revoked_at is not None or found[0].refresh_expires_at <= now:
         raise Unauthorized("Unknown, expired or already used refresh token")
     token, user, _ = found

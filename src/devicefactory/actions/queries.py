@@ -13,6 +13,7 @@ from devicefactory.accounts.policy import Actor
 from devicefactory.actions.models import ActionLine, ActionStatus, FactoryAction
 from devicefactory.actions.uploads import LineOutcome
 from devicefactory.devices.models import Device, Job
+from devicefactory.devices.queries import Reach, reachable
 
 ACTION_LINES = cast(Table, ActionLine.__table__)
 
@@ -84,10 +85,15 @@ def action_lines(session: Session, action_id: int, *, failed_only: bool = False)
     yield from session.scalars(query.order_by(ActionLine.line_no).execution_options(yield_per=1000))
 
 
-def action_devices(session: Session, action_id: int, *, limit: int, after: str | None) -> Sequence[Device]:
-    """The devices an action touched (reserved, or named by its lines), in DSN order."""
+def action_devices(
+    session: Session, actor: Actor, action_id: int, *, limit: int, after: str | None
+) -> Sequence[Device]:
+    """The devices an action touched (reserved, or named by its lines) that ``actor``
+    may see, in DSN order: an upload may name anybody's DSN."""
     touched = select(ActionLine.dsn).where(ActionLine.action_id == action_id, ActionLine.dsn.is_not(None))
-    query = select(Device).where((Device.reserve_action_id == action_id) | Device.dsn.in_(touched))
+    query = select(Device).where(
+        (Device.reserve_action_id == action_id) | Device.dsn.in_(touched), reachable(actor, Reach.VIEW)
+    )
     if after:
         query = query.where(Device.dsn > after)
     return session.scalars(query.order_by(Device.dsn).limit(limit)).all()

@@ -2,8 +2,10 @@
 
 One transaction per batch holds the batch's device changes, its line outcomes and
 the action's progress, so a crash at any point loses nothing and a restart resumes
-after the last committed line; ``action_lines`` is unique on (action, line), so no
-line is ever applied twice.
+after the last committed line. Each batch re-checks, under the action's row lock,
+that this runner still holds the claim, so no line is applied twice when a runner
+presumed dead comes back; ``action_lines`` being unique on (action, line) is the
+last guard.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class ActionRunner:
         self.batch_size = settings.action_batch_size
         self.poll_seconds = settings.action_poll_seconds
         self.stale_after = timedelta(seconds=settings.action_stale_seconds)
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # claimed_by holds 64 characters; long (pod) host names are cut, the rest is unique.
+        self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -49,7 +52,11 @@ class ActionRunner:
 
     def run_once(self, stop: threading.Event | None = None) -> bool:
         """Claim and finish one action; False when there was none to do."""
-        action_id = self._claim()
+        try:
+            action_id = self._claim()
+        except Exception:  # a database hiccup: try again at the next poll, keep running
+            log.exception("could not claim a factory action")
+            return False
         if action_id is None:
             return False
         try:
@@ -64,21 +71,30 @@ class ActionRunner:
     def _claim(self) -> int | None:
         with session_scope(self.factory) as session:
             now = utcnow()
-            action = queries.claim_next_action(session, stale_before=now - self.stale_after)
-            if action is None:
-                return None
-            action.status = ActionStatus.RUNNING
-            action.claimed_by = self.worker_id
-            action.heartbeat_at = now
-            action.started_at = action.started_at or now
-            if not action.lines_total:
-                path = Path(action.file_path or "")
-                action.lines_total = count_lines(path)
-                action.file_format, action.file_header = detect_format(path)
-            log.info(
-                "claimed factory action %s (%s, from line %s)", action.id, action.type, action.lines_done
-            )
-            return action.id
+            while (
+                action := queries.claim_next_action(session, stale_before=now - self.stale_after)
+            ) is not None:
+                if self._take(action, now):
+                    return action.id
+                session.flush()  # failed for good: look at the next one
+            return None
+
+    def _take(self, action: FactoryAction, now: datetime) -> bool:
+        """Claim ``action``; False when its file is missing (the action fails)."""
+        path = Path(action.file_path or "")
+        if not action.lines_total and not path.is_file():
+            # Web and worker hosts must share DEVICEFACTORY_UPLOAD_DIR (README).
+            action.status, action.finished_at = ActionStatus.FAILURE, now
+            action.message = "the uploaded file is not in this worker's upload directory"
+            log.error("factory action %s: %s missing", action.id, path)
+            return False
+        action.status, action.claimed_by, action.heartbeat_at = ActionStatus.RUNNING, self.worker_id, now
+        action.started_at = action.started_at or now
+        if not action.lines_total:
+            action.lines_total = count_lines(path)
+            action.file_format, action.file_header = detect_format(path)
+        log.info("claimed factory action %s (%s, from line %s)", action.id, action.type, action.lines_done)
+        return True
 
     def _work(self, action_id: int, stop: threading.Event) -> None:
         with self.factory() as session:
@@ -129,8 +145,8 @@ class ActionRunner:
 
     def _fail(self, action_id: int, message: str) -> None:
         with session_scope(self.factory) as session:
-            action = session.get(FactoryAction, action_id)
-            if action is not None:
+            action = queries.lock_action(session, action_id)
+            if action is not None and action.claimed_by == self.worker_id:
                 action.status = ActionStatus.FAILURE
                 action.message = message
                 action.finished_at = utcnow()

@@ -40,7 +40,7 @@ def action_devices(
     session: Session, actor: Actor, action_id: int, *, limit: int = 100, after: str | None = None
 ) -> tuple[FactoryAction, Sequence[Device]]:
     action = get_action(session, actor, action_id)
-    return action, queries.action_devices(session, action.id, limit=_page(limit), after=after)
+    return action, queries.action_devices(session, actor, action.id, limit=_page(limit), after=after)
 
 
 def search_actions(
@@ -68,7 +68,7 @@ def search_actions(
         created_by=created_by,
         created_from=bounds["from"],
         created_to=bounds["to"],
-        before_id=min(cursor, MAX_ID) if cursor is not None else None,
+        before_id=max(1, min(cursor, MAX_ID)) if cursor is not None else None,
         limit=_page(limit),
     )
 

@@ -18,7 +18,8 @@ from devicefactory.actions.models import ActionStatus, ActionType, FactoryAction
 from devicefactory.devices import factory_data
 from devicefactory.devices.factory_data import ConflictingValues, Outcome, Request
 from devicefactory.devices.fields import is_missing
-from devicefactory.errors import MissingAttributes, ServiceError, ValidationFailed
+from devicefactory.devices.queries import plausible_dsn
+from devicefactory.errors import MissingAttributes, NotFound, ServiceError, ValidationFailed
 
 UPLOAD_TYPES = ("manufacture", "provision")
 # Which log lines an upload applies (§7); other statuses are skipped.
@@ -141,6 +142,10 @@ def _early_outcome(line: ParsedLine, upload_type: str) -> LineOutcome | None:
         return LineOutcome(line.line_no, line.raw, dsn, "invalid", error.code, error.message)
     if not dsn:
         error = MissingAttributes(["dsn"])
+        return LineOutcome(line.line_no, line.raw, None, "invalid", error.code, error.message)
+    if not plausible_dsn(dsn):
+        # Never issued, so not found; and too long for the outcome's dsn column.
+        error = NotFound(f"Device {dsn[:40]} not found")
         return LineOutcome(line.line_no, line.raw, None, "invalid", error.code, error.message)
     return None
 

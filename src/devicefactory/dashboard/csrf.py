@@ -48,5 +48,6 @@ def check(request: Request, submitted: object, binding: str | None, *, purpose: 
     """Raise CsrfRejected (403) unless ``submitted`` is the token for ``binding``."""
     if not binding or not isinstance(submitted, str) or not submitted:
         raise CsrfRejected()
-    if not hmac.compare_digest(submitted, token(request, binding, purpose=purpose)):
+    expected = token(request, binding, purpose=purpose)
+    if not hmac.compare_digest(submitted.encode("utf-8", "surrogatepass"), expected.encode()):
         raise CsrfRejected()

@@ -11,14 +11,14 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import FormData
 
 from devicefactory.accounts import service as accounts
 from devicefactory.accounts.policy import Actor
 from devicefactory.dashboard import csrf
 from devicefactory.errors import Unauthorized
-from devicefactory.web import get_now, get_session
+from devicefactory.web import get_now
 
 PREFIX = "/dashboard"
 SESSION_COOKIE = "df_session"
@@ -65,16 +65,18 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def get_dashboard_actor(
-    request: Request,
-    session: Annotated[Session, Depends(get_session)],
-    now: Annotated[datetime, Depends(get_now)],
-) -> Actor:
-    """The signed-in user; Unauthorized (a redirect to the sign-in page) otherwise."""
+def get_dashboard_actor(request: Request, now: Annotated[datetime, Depends(get_now)]) -> Actor:
+    """The signed-in user; Unauthorized (a redirect to the sign-in page) otherwise.
+
+    Authenticated through the reader, as the API does: a POST's write transaction (on
+    SQLite, the single writer's lock) is not taken before the form has been read.
+    """
     token = session_token(request)
     if token is None:
         raise Unauthorized("Please sign in")
-    actor = accounts.authenticate(session, access_token=token, now=now)
+    factory: sessionmaker[Session] = request.app.state.read_session_factory
+    with factory() as session:
+        actor = accounts.authenticate(session, access_token=token, now=now)
     request.state.actor = actor
     request.state.dashboard_token = token
     return actor

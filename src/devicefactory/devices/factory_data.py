@@ -246,8 +246,11 @@ class Batch:
                 self.holders[(name, value)] = device.dsn
 
 
+_REACH = {"manufacture": Reach.MANUFACTURE, "provision": Reach.PROVISION}
+
+
 def load_batch(session: Session, actor: Actor, operation: str, requests: Sequence[Request]) -> Batch:
-    reach = Reach.MANUFACTURE if operation == "manufacture" else Reach.PROVISION
+    reach = _REACH[operation]
     devices = queries.find_devices(session, actor, [r.dsn for r in requests], reach)
     values = {
         name: {str(v) for r in requests if (v := _unique_value(name, r.body.get(name)))}
@@ -345,8 +348,16 @@ def _single(session: Session, actor: Actor, operation: str, request: Request, no
         with session.begin_nested():
             (result,) = run_requests(session, actor, operation, [request], now=now, repeat_is_error=True)
     except IntegrityError:
-        # A concurrent request took the same mac or hwsig between our check and our write.
-        raise ValidationFailed.of(["mac or hwsig is already taken"]) from None
+        # A concurrent request took the same mac or hwsig between our check and our
+        # write; the savepoint took this call's job with it, so record the refusal again.
+        error = ValidationFailed.of(["mac or hwsig is already taken"])
+        device = queries.find_devices(session, actor, [request.dsn], _REACH[operation]).get(request.dsn)
+        if device is not None:
+            queries.insert_jobs(
+                session, [job_row(device, operation=operation, now=now, actor=actor, error=error)]
+            )
+            queries.update_devices(session, [device])
+        raise error.recorded() from None
     if isinstance(result, NotFound):
         raise result  # nothing reachable: no job was recorded
     if isinstance(result, ServiceError):

@@ -35,10 +35,17 @@ def job_row(
         "operation": operation,
         "result": JobResult.FAILURE if error else JobResult.SUCCESS,
         "error_code": error.code if error else None,
-        "message": error.message if error else message,
+        "message": _printable(error.message if error else message),
         "created_by": actor.email if actor else None,
         "created_at": now,
     }
+
+
+def _printable(message: str | None) -> str | None:
+    """Messages echo what callers sent; no database stores a NUL, and no log wants one."""
+    if message is None or message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else "\ufffd" for c in message)
 
 
 def record_job(session: Session, device: Device, **job: Any) -> None:

@@ -197,12 +197,6 @@ def jobs_of(session: Session, dsn: str) -> Sequence[Job]:
     return session.scalars(select(Job).where(Job.dsn == dsn).order_by(Job.id)).all()
 
 
-def devices_of_action(session: Session, action_id: int) -> Sequence[Device]:
-    return session.scalars(
-        select(Device).where(Device.reserve_action_id == action_id).order_by(Device.dsn)
-    ).all()
-
-
 def search_devices(session: Session, actor: Actor, search: DeviceSearch) -> Sequence[Device]:
     """The DSN View: filters, the tenant wall, keyset pagination on dsn, always LIMITed."""
     return session.scalars(search_statement(session, actor, search)).all()
@@ -245,7 +239,7 @@ def _filtered(
         if high is not None:
             query = query.where(getattr(Device, column) <= high)
     if search.action_id is not None:
-        query = query.where(Device.dsn.in_(_dsns_of_action(search.action_id)))
+        query = query.where(Device.dsn.in_(_dsns_of_action(actor, search.action_id)))
     if search.after_dsn is not None:
         query = query.where(
             Device.dsn < search.after_dsn if search.descending else Device.dsn > search.after_dsn
@@ -265,9 +259,13 @@ def _like_clause(name: str, pattern: str) -> ColumnElement[bool]:
     return and_(column >= prefix, column < prefix + "\uffff", condition) if prefix else condition
 
 
-def _dsns_of_action(action_id: int) -> Select[tuple[str]]:
-    from devicefactory.actions.models import ActionLine
+def _dsns_of_action(actor: Actor, action_id: int) -> Select[tuple[str]]:
+    """The DSNs an action named, if the action is the caller's to see (else none)."""
+    from devicefactory.actions.models import ActionLine, FactoryAction
 
-    touched = select(ActionLine.dsn).where(ActionLine.action_id == action_id, ActionLine.dsn.is_not(None))
-    reserved = select(Device.dsn).where(Device.reserve_action_id == action_id)
+    visible = select(FactoryAction.id).where(FactoryAction.id == action_id)
+    if not actor.is_platform_admin:
+        visible = visible.where(FactoryAction.oem_id == actor.oem_id)
+    touched = select(ActionLine.dsn).where(ActionLine.action_id.in_(visible), ActionLine.dsn.is_not(None))
+    reserved = select(Device.dsn).where(Device.reserve_action_id.in_(visible))
     return touched.union(reserved)  # type: ignore[return-value]

@@ -134,9 +134,9 @@ def parse_moment(value: str) -> datetime | None:
     """ISO 8601 date or date-time; naive values are UTC."""
     try:
         moment = datetime.fromisoformat(value.strip().replace(" ", "T").replace("Z", "+00:00"))
-    except ValueError:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # 0001-01-01T00:00+01:00 has no UTC time
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _control(search: DeviceSearch, name: str, value: str) -> str | None:
