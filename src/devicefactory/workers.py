@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -49,16 +50,27 @@ def _thread(name: str, target: Callable[[threading.Event], None], stop: threadin
     return thread
 
 
-def _worker_main() -> None:
+def _worker_main(parent_pid: int) -> None:
     from devicefactory.cli import configure_logging
 
     configure_logging()
-    run_workers(Settings())
+    stop = threading.Event()
+    threading.Thread(target=_stop_with_parent, args=(parent_pid, stop), daemon=True).start()
+    run_workers(Settings(), stop)
+
+
+def _stop_with_parent(parent_pid: int, stop: threading.Event) -> None:
+    # uvicorn ends `serve` by re-raising the signal it caught, and a web process may be
+    # SIGKILLed: either way no cleanup code of the parent runs, so the child watches it.
+    while not stop.wait(1.0):
+        if os.getppid() != parent_pid:
+            log.info("the serving process is gone; stopping the background workers")
+            stop.set()
 
 
 def start_worker_process() -> BaseProcess:
     """The workers of ``devicefactory serve``, in a child process of their own."""
     context = multiprocessing.get_context("spawn")
-    process = context.Process(target=_worker_main, name="devicefactory-worker")
+    process = context.Process(target=_worker_main, args=(os.getpid(),), name="devicefactory-worker")
     process.start()
     return process
