@@ -21,7 +21,11 @@ def database_gauges(factory: sessionmaker[Session]) -> Iterable[Metric]:
         rows = session.execute(select(FactoryAction.status, func.count()).group_by(FactoryAction.status))
         by_status: dict[str, int] = dict(rows.all())
     yield _gauge("devicefactory_key_pool_size", "Key pairs ready in the pool.", size)
-    yield _gauge("devicefactory_key_pool_fill_rate", "Key pairs per second added in the last minute and still in the pool.", rate)
+    yield _gauge(
+        "devicefactory_key_pool_fill_rate",
+        "Key pairs per second added in the last minute and still in the pool.",
+        rate,
+    )
     total = CounterMetricFamily("devicefactory_keys_generated", "Key pairs generated since the start.")
     total.add_metric([], generated)
     yield total
