@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -88,15 +88,38 @@ def session_factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
     empty_tables(engine)
 
 
+def _real_now() -> datetime:
+    # Starts from the real time (whole seconds): tokens it issues must stay valid for a
+    # live server on the real clock, whatever day the suite runs.
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+# Tests that build a history over several days start it at 09:00 UTC of the day the
+# suite runs (``FrozenClock.start_timeline``) and name their dates with ``day(n)``, so
+# the same test holds on any date.
+DAY0: date = datetime.now(UTC).date()
+
+
+def day(offset: int) -> str:
+    """The ISO date ``offset`` days after the timeline's first day."""
+    return (DAY0 + timedelta(days=offset)).isoformat()
+
+
 @dataclass
 class FrozenClock:
-    now: datetime = field(default_factory=lambda: datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+    """A clock that only moves when a test says so; it starts at the real time."""
+
+    now: datetime = field(default_factory=_real_now)
 
     def __call__(self) -> datetime:
         return self.now
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+    def start_timeline(self) -> None:
+        """09:00 UTC of ``DAY0``: the first moment of a history built day by day."""
+        self.now = datetime.combine(DAY0, time(9), UTC)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from tests.api import ACTIONS, UNKNOWN_DSN, advance, log_line, reservation, upload
-from tests.conftest import FrozenClock
+from tests.conftest import FrozenClock, day
 from tests.world import World
 
 V1 = "/devicefactory/v1"
@@ -119,7 +119,9 @@ def test_the_oems_own_admin_sees_its_actions(world: World, oem_a: dict[str, Any]
     )
 
 
-def test_ayla_admin_sees_every_oems_actions_and_files(world: World, oem_a: dict[str, Any]) -> None:
+def test_ayla_admin_sees_every_oems_actions_and_files(
+    world: World, oem_a: dict[str, Any], clock: FrozenClock
+) -> None:
     headers = world.headers("ayla")
     assert listed(world, "ayla") == [oem_a["other"], oem_a["upload"], oem_a["reserve"]]
     a, b = oem_a["dsns"]
@@ -129,6 +131,7 @@ def test_ayla_admin_sees_every_oems_actions_and_files(world: World, oem_a: dict[
     body = detail.json()
     assert [d["dsn"] for d in body["devices"]] == [a, b]
     reserve_id = oem_a["reserve"]
+    stamp = clock.now.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert body["factory_action"] == {
         "id": reserve_id,
         "type": "reserve",
@@ -137,9 +140,9 @@ def test_ayla_admin_sees_every_oems_actions_and_files(world: World, oem_a: dict[
         "oem_id": world.oem_ids["modules"],
         "model": "AY001MTP1",
         "created_by": "mm@example.com",
-        "created_at": "2026-11-22T09:00:00Z",
-        "started_at": "2026-11-22T09:00:00Z",
-        "finished_at": "2026-11-22T09:00:00Z",
+        "created_at": stamp,
+        "started_at": stamp,
+        "finished_at": stamp,
         "message": None,
         "upload": None,
         "progress": {
@@ -214,6 +217,7 @@ def history(world: World, pool: Pool, clock: FrozenClock, run_actions: Run) -> d
     a6 upload   mm        11-27  manufacture, still pending
     """
     pool(4)
+    clock.start_timeline()
     ids = {}
     a1 = reservation(world, "mm", "AY001MTP1")
     ids["a1"], (dsn1,) = a1.action_id, a1.dsns
@@ -250,16 +254,16 @@ def test_action_list_filters(world: World, history: dict[str, int]) -> None:
         ({"created_by": "mm@example.com"}, ["a6", "a5", "a4", "a3", "a1"]),
         ({"created_by": "mm2@example.com"}, []),
         ({"created_by": "nobody@example.com"}, []),
-        ({"from": "2026-11-23T00:00:00Z"}, ["a6", "a5", "a4", "a3", "a2"]),
-        ({"from": "2026-11-24T12:00:00Z"}, ["a6", "a5", "a4"]),
-        ({"to": "2026-11-24T12:00:00Z"}, ["a3", "a2", "a1"]),
-        ({"to": "2026-11-22T08:00:00Z"}, []),
-        ({"from": "2026-11-23T12:00:00Z", "to": "2026-11-25T12:00:00Z"}, ["a4", "a3"]),
-        ({"from": "2026-11-28T00:00:00Z"}, []),
-        ({"from": "2026-11-24T10:00:00+02:00", "to": "2026-11-24T11:00:01+02:00"}, ["a3"]),
+        ({"from": f"{day(1)}T00:00:00Z"}, ["a6", "a5", "a4", "a3", "a2"]),
+        ({"from": f"{day(2)}T12:00:00Z"}, ["a6", "a5", "a4"]),
+        ({"to": f"{day(2)}T12:00:00Z"}, ["a3", "a2", "a1"]),
+        ({"to": f"{day(0)}T08:00:00Z"}, []),
+        ({"from": f"{day(1)}T12:00:00Z", "to": f"{day(3)}T12:00:00Z"}, ["a4", "a3"]),
+        ({"from": f"{day(6)}T00:00:00Z"}, []),
+        ({"from": f"{day(2)}T10:00:00+02:00", "to": f"{day(2)}T11:00:01+02:00"}, ["a3"]),
         ({"type": "manufacture", "status": "failure"}, ["a5"]),
         ({"type": "reserve", "created_by": "mm@example.com"}, ["a1"]),
-        ({"type": "manufacture", "from": "2026-11-25T00:00:00Z", "status": "pending"}, ["a6"]),
+        ({"type": "manufacture", "from": f"{day(3)}T00:00:00Z", "status": "pending"}, ["a6"]),
     ]
     wrong = []
     for params, names in cases:
@@ -273,7 +277,7 @@ def test_action_list_filters(world: World, history: dict[str, int]) -> None:
         ({}, ["a6", "b2", "a5", "a4", "a3", "b1", "a2", "a1"]),
         ({"type": "reserve"}, ["b2", "b1", "a2", "a1"]),
         ({"created_by": "mm2@example.com"}, ["b1"]),
-        ({"from": "2026-11-24T00:00:00Z", "to": "2026-11-26T23:00:00Z", "type": "reserve"}, ["b2", "b1"]),
+        ({"from": f"{day(2)}T00:00:00Z", "to": f"{day(4)}T23:00:00Z", "type": "reserve"}, ["b2", "b1"]),
     ]:
         expected = [h[name] for name in names]
         if (got := listed(world, "ayla", params)) != expected:
@@ -290,12 +294,12 @@ def test_action_list_date_only_bounds(world: World, history: dict[str, int]) -> 
     """Dates in the ISO date form, as the search takes them."""
     h = history
     client = TestClient(world.client.app, raise_server_exceptions=False)
-    response = client.get(ACTIONS, params={"from": "2026-11-23"}, headers=world.headers("mm"))
+    response = client.get(ACTIONS, params={"from": day(1)}, headers=world.headers("mm"))
     assert response.status_code == 200, response.text
     assert [a["id"] for a in response.json()["factory_actions"]] == [
         h[n] for n in ("a6", "a5", "a4", "a3", "a2")
     ]
-    response = client.get(ACTIONS, params={"to": "2026-11-23"}, headers=world.headers("mm"))
+    response = client.get(ACTIONS, params={"to": day(1)}, headers=world.headers("mm"))
     assert response.status_code == 200, response.text
     assert [a["id"] for a in response.json()["factory_actions"]] == [h["a1"]]
 

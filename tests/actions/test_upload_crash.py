@@ -28,7 +28,7 @@ LINES = 20_000
 def _reserved_fleet(factory: sessionmaker[Session], oem_id: str, pair: SealedKeyPair) -> list[str]:
     """20,000 reserved devices; the upload path never reads their keys, so they share one."""
     dsns = [f"AC000W{n:09d}" for n in range(1, LINES + 1)]
-    now = datetime(2026, 11, 22, tzinfo=UTC)
+    now = datetime.now(UTC)
     with session_scope(factory) as session:
         queries.insert_devices(
             session,

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 
 from tests.api import WHITE_BOX, log_line, manufacture, manufacture_body, ok, provision, reservation, reserve
-from tests.conftest import FrozenClock
+from tests.conftest import FrozenClock, day
 from tests.dashboard.conftest import Dash
 from tests.world import World
 
@@ -147,6 +147,7 @@ def test_dsn_view_search_fields_and_paging(
     dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], clock: FrozenClock
 ) -> None:
     pool(30)
+    clock.start_timeline()
     reserved = reservation(world, "mm", "AY001MTP1", 27)
     first_action, first = reserved.action_id, reserved.dsns
     clock.advance(days=3)
@@ -168,20 +169,20 @@ def test_dsn_view_search_fields_and_paging(
     assert rows(client.get(f"/dashboard/devices?dsn={later[0]}").text, "data-dsn") == [later[0]]
     # A date range: "before" a date includes that whole day.
     assert (
-        rows(client.get("/dashboard/devices?reserved_after=2026-11-25&limit=100").text, "data-dsn") == later
+        rows(client.get(f"/dashboard/devices?reserved_after={day(3)}&limit=100").text, "data-dsn") == later
     )
     on_the_22nd = client.get(
-        "/dashboard/devices?reserved_after=2026-11-22&reserved_before=2026-11-22&limit=100"
+        f"/dashboard/devices?reserved_after={day(0)}&reserved_before={day(0)}&limit=100"
     )
     assert rows(on_the_22nd.text, "data-dsn") == first
-    assert 'value="2026-11-22"' in on_the_22nd.text  # the form keeps its values
+    assert f'value="{day(0)}"' in on_the_22nd.text  # the form keeps its values
     assert rows(client.get("/dashboard/devices?status=manufactured").text, "data-dsn") == [first[0]]
     assert rows(client.get("/dashboard/devices?mac=00:00:00:00:00:01").text, "data-dsn") == [first[0]]
     assert rows(client.get("/dashboard/devices?model=AY001MTC2").text, "data-dsn") == later
     assert rows(client.get("/dashboard/devices?manuf_model=WD101a").text, "data-dsn") == [first[0]]
     assert rows(client.get(f"/dashboard/devices?action_id={first_action}&limit=50").text, "data-dsn") == first
     assert rows(
-        client.get("/dashboard/devices?hwsig=sig-1&manufactured_after=2026-11-25").text, "data-dsn"
+        client.get(f"/dashboard/devices?hwsig=sig-1&manufactured_after={day(3)}").text, "data-dsn"
     ) == [first[0]]
     more = client.get("/dashboard/devices?odm=nobody").text
     assert rows(more, "data-dsn") == []
@@ -219,6 +220,7 @@ def test_action_list_search_and_paging(
     dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], clock: FrozenClock
 ) -> None:
     pool(27)
+    clock.start_timeline()
     ids = []
     for _ in range(26):
         ids.append(str(reservation(world, "mm", "AY001MTP1", 1).action_id))
@@ -235,7 +237,7 @@ def test_action_list_search_and_paging(
     assert rows(by_admin, "data-action") == [ids[-1]]
     assert "created by <strong>mm_admin@example.com</strong>" in by_admin
     window = client.get(
-        "/dashboard?from=2026-11-22T09:20&to=2026-11-22T09:35&type=reserve&status=success"
+        f"/dashboard?from={day(0)}T09:20&to={day(0)}T09:35&type=reserve&status=success"
     ).text
     assert rows(window, "data-action") == [ids[3], ids[2]]
     assert rows(client.get("/dashboard?type=manufacture").text, "data-action") == []

@@ -28,7 +28,7 @@ import pytest
 from fastapi.testclient import TestClient
 from tests import api
 from tests.api import FAILURES, advance, assert_error, ok, reservation
-from tests.conftest import FrozenClock
+from tests.conftest import FrozenClock, day
 from tests.world import USERS, World
 
 V1 = "/devicefactory/v1"
@@ -57,6 +57,7 @@ def provision(world: World, user: str, n: int, **fields: Any) -> httpx2.Response
 def fleet(world: World, pool: Pool, clock: FrozenClock) -> dict[str, int]:
     """Builds the fleet of the module docstring; returns the reserve action ids by name."""
     pool(9)
+    clock.start_timeline()
     actions = {"modules_mtp1": reservation(world, "mm", "AY001MTP1", 4).action_id}  # 1-4, 11-22 09:00
     advance(world, clock, days=2)
     actions["modules_mtc2"] = reservation(world, "mm", "AY001MTC2", 1).action_id  # 5, 11-24
@@ -233,9 +234,9 @@ def test_a_device_in_the_results_carries_every_field(world: World, fleet: dict[s
         "status": "provisioned",
         "reserved_by": world.oem_ids["modules"],
         "reserve_action_id": fleet["modules_mtp1"],
-        "reserved_at": "2026-11-22T09:00:00Z",
-        "manufactured_at": "2026-11-28T09:00:00Z",
-        "provisioned_at": "2026-11-30T09:00:00Z",
+        "reserved_at": f"{day(0)}T09:00:00Z",
+        "manufactured_at": f"{day(6)}T09:00:00Z",
+        "provisioned_at": f"{day(8)}T09:00:00Z",
         "verified_at": None,
         "last_job_failed": False,
     }
@@ -438,35 +439,35 @@ def test_every_date_bound(world: World, fleet: dict[str, int]) -> None:
         "ayla",
         [
             # Reserved 11-22 (1-4), 11-24 (5, 6), 11-26 (7-9), all at 09:00 UTC.
-            ({"reserved_after": "2026-11-23"}, [5, 6, 7, 8, 9]),
-            ({"reserved_before": "2026-11-23"}, [1, 2, 3, 4]),
-            ({"reserved_after": "2026-11-23", "reserved_before": "2026-11-25"}, [5, 6]),
-            ({"reserved_after": "2026-11-27"}, []),
-            ({"reserved_before": "2026-11-21"}, []),
-            ({"reserved_after": "2026-11-01", "reserved_before": "2026-12-31"}, ALL),
-            ({"reserved_after": "2026-11-24T08:59:59Z"}, [5, 6, 7, 8, 9]),
-            ({"reserved_after": "2026-11-24T09:00:01Z"}, [7, 8, 9]),
-            ({"reserved_before": "2026-11-24T09:00:01Z"}, [1, 2, 3, 4, 5, 6]),
-            ({"reserved_before": "2026-11-24T08:59:59Z"}, [1, 2, 3, 4]),
-            ({"reserved_after": "2026-11-24T10:00:00+02:00"}, [5, 6, 7, 8, 9]),  # 08:00 UTC
+            ({"reserved_after": day(1)}, [5, 6, 7, 8, 9]),
+            ({"reserved_before": day(1)}, [1, 2, 3, 4]),
+            ({"reserved_after": day(1), "reserved_before": day(3)}, [5, 6]),
+            ({"reserved_after": day(5)}, []),
+            ({"reserved_before": day(-1)}, []),
+            ({"reserved_after": day(-21), "reserved_before": day(39)}, ALL),
+            ({"reserved_after": f"{day(2)}T08:59:59Z"}, [5, 6, 7, 8, 9]),
+            ({"reserved_after": f"{day(2)}T09:00:01Z"}, [7, 8, 9]),
+            ({"reserved_before": f"{day(2)}T09:00:01Z"}, [1, 2, 3, 4, 5, 6]),
+            ({"reserved_before": f"{day(2)}T08:59:59Z"}, [1, 2, 3, 4]),
+            ({"reserved_after": f"{day(2)}T10:00:00+02:00"}, [5, 6, 7, 8, 9]),  # 08:00 UTC
             # Manufactured 11-28 (1, 2, 6), 11-30 (3); never: 4, 5, 7, 8, 9.
-            ({"manufactured_after": "2026-11-27"}, [1, 2, 3, 6]),
-            ({"manufactured_after": "2026-11-29"}, [3]),
-            ({"manufactured_before": "2026-11-29"}, [1, 2, 6]),
-            ({"manufactured_before": "2026-12-31"}, [1, 2, 3, 6]),
-            ({"manufactured_after": "2026-11-29", "manufactured_before": "2026-12-01"}, [3]),
-            ({"manufactured_after": "2026-11-28T09:00:01Z"}, [3]),
+            ({"manufactured_after": day(5)}, [1, 2, 3, 6]),
+            ({"manufactured_after": day(7)}, [3]),
+            ({"manufactured_before": day(7)}, [1, 2, 6]),
+            ({"manufactured_before": day(39)}, [1, 2, 3, 6]),
+            ({"manufactured_after": day(7), "manufactured_before": day(9)}, [3]),
+            ({"manufactured_after": f"{day(6)}T09:00:01Z"}, [3]),
             # Provisioned 11-30 (1), 12-02 (7).
-            ({"provisioned_after": "2026-11-01"}, [1, 7]),
-            ({"provisioned_after": "2026-12-01"}, [7]),
-            ({"provisioned_before": "2026-12-01"}, [1]),
-            ({"provisioned_after": "2026-11-30T08:59:59Z"}, [1, 7]),
-            ({"provisioned_after": "2026-11-30T09:00:01Z"}, [7]),
-            ({"provisioned_after": "2026-12-03"}, []),
+            ({"provisioned_after": day(-21)}, [1, 7]),
+            ({"provisioned_after": day(9)}, [7]),
+            ({"provisioned_before": day(9)}, [1]),
+            ({"provisioned_after": f"{day(8)}T08:59:59Z"}, [1, 7]),
+            ({"provisioned_after": f"{day(8)}T09:00:01Z"}, [7]),
+            ({"provisioned_after": day(11)}, []),
             # Dates combine with each other and with the other filters.
-            ({"reserved_before": "2026-11-23", "manufactured_after": "2026-11-29"}, [3]),
-            ({"status": "manufactured", "manufactured_before": "2026-11-29"}, [2, 6]),
-            ({"model": "AY001RTA", "reserved_after": "2026-11-25", "provisioned_before": "2026-12-31"}, [7]),
+            ({"reserved_before": day(1), "manufactured_after": day(7)}, [3]),
+            ({"status": "manufactured", "manufactured_before": day(7)}, [2, 6]),
+            ({"model": "AY001RTA", "reserved_after": day(3), "provisioned_before": day(39)}, [7]),
         ],
     )
 
@@ -705,7 +706,7 @@ def test_every_role_sees_only_devices_in_its_reach(world: World, fleet: dict[str
             "ayla form": found(world, user, {"filter[dsn_like]": "%"}, f"{SEARCH}.json"),
             "desc": found(world, user, {"order": "desc"})[::-1],
             "limit=1 pages": [n for page in pages(world, user, {"limit": "1"}) for n in page],
-            "date range": found(world, user, {"reserved_after": "2026-01-01"}),
+            "date range": found(world, user, {"reserved_after": day(-325)}),
             "errors=failure": found(world, user, {"errors": "failure"}),
             "model=AY001MTP1": found(world, user, {"model": "AY001MTP1"}),
         }
@@ -752,7 +753,7 @@ def test_filters_never_reach_past_the_wall(world: World, fleet: dict[str, int]) 
             ({"oem_model": "gw"}, []),
             ({"dsn": "AC000W*"}, []),
             ({"filter[odm_like]": "*"}, []),
-            ({"provisioned_after": "2026-01-01"}, []),
+            ({"provisioned_after": day(-325)}, []),
         ],
     )
     check(
@@ -767,7 +768,7 @@ def test_filters_never_reach_past_the_wall(world: World, fleet: dict[str, int]) 
             ({"oem_model": "lamp"}, [1]),
             ({"status": "manufactured"}, []),  # 3 is provisionable by mom but not yet its own
             ({"hwsig": "hw-c"}, []),
-            ({"provisioned_after": "2026-01-01"}, [1]),
+            ({"provisioned_after": day(-325)}, [1]),
         ],
     )
     check(
@@ -776,6 +777,6 @@ def test_filters_never_reach_past_the_wall(world: World, fleet: dict[str, int]) 
         [
             ({"status": "reserved"}, [8]),
             ({"model": "AY001RTA"}, [7, 8]),  # not 9, which products reserved
-            ({"provisioned_before": "2026-12-31"}, [7]),
+            ({"provisioned_before": day(39)}, [7]),
         ],
     )

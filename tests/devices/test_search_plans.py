@@ -18,7 +18,7 @@ FLEET = 20_000
 
 
 def _fleet(factory: sessionmaker[Session], oem_ids: list[str]) -> None:
-    now = datetime(2026, 11, 22, tzinfo=UTC)
+    now = datetime.now(UTC)
     with session_scope(factory) as session:
         queries.insert_devices(
             session,
