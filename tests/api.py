@@ -59,6 +59,8 @@ def assert_error(response: httpx2.Response, status: int, code: str, message: str
     entry = body["error"][0]
     assert set(entry) == {"code", "message"}, body
     assert entry["code"] == code, body
+    if code == "AFS-600":
+        assert entry["message"].startswith(FAILURES), body  # the seed's form, always (§11)
     if message is not None:
         assert entry["message"] == message
     return str(entry["message"])

@@ -24,7 +24,6 @@ ENVIRONMENTS = {
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 TOKEN_FILE = Path(os.environ.get("DEVICEFACTORY_TOKEN_FILE", Path.home() / ".config/devicefactory/token"))
 V1 = "/devicefactory/v1"
-OUTCOMES = ("applied", "identical", "conflict", "invalid", "skipped")
 
 
 def base_url_for(environment: str) -> str:
@@ -182,7 +181,11 @@ def _follow(api: Api, action_id: int) -> dict[str, Any]:
         progress = action["progress"]
         click.echo(
             f"\r{action['status']}: {progress['lines_done']}/{progress['lines_total']} lines, "
-            + ", ".join(f"{progress[key]} {key}" for key in OUTCOMES),
+            + ", ".join(
+                f"{count} {key.replace('_', ' ')}"
+                for key, count in progress.items()
+                if key not in ("lines_total", "lines_done")
+            ),
             nl=action["status"] in ("success", "failure"),
         )
         if action["status"] in ("success", "failure"):

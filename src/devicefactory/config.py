@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     upload_dir: Path = Path("var/uploads")
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_json_bytes: int = Field(default=1024 * 1024, ge=1)
+    max_upload_lines: int = Field(default=1_000_000, ge=1)
+    upload_retention_days: int = Field(default=90, ge=1)
     lockout_failures: int = 5
     lockout_seconds: int = 30 * 60
     # Background workers inside `serve`; tests and `serve --no-workers` switch them off.

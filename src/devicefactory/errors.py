@@ -86,18 +86,24 @@ class PayloadTooLarge(ServiceError):
         super().__init__(f"Request body is larger than the limit of {limit} bytes")
 
 
+FAILURES_PREFIX = "There were some failures while processing: "
+
+
 class ValidationFailed(ServiceError):
-    """AFS-600: the generic validation error; the message lists each failure."""
+    """AFS-600: the generic validation error; the message lists each failure (the seed's form)."""
 
     code = "AFS-600"
 
     @classmethod
     def of(cls, failures: Iterable[str]) -> ValidationFailed:
-        return cls("There were some failures while processing: " + ", ".join(failures))
+        return cls(FAILURES_PREFIX + ", ".join(failures))
 
 
 class MalformedRequest(ValidationFailed):
-    """AFS-600 for a body that is not JSON, or not a JSON object."""
+    """AFS-600 for a body that is not JSON, or not a JSON object; in the seed's form too."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(FAILURES_PREFIX + what)
 
 
 class InvalidModel(ServiceError):

@@ -1,7 +1,7 @@
 """Every ORM class, imported once so that the metadata is complete (migrations, tests)."""
 
 from devicefactory.accounts.models import AuthToken, ModuleModel, Oem, User
-from devicefactory.actions.models import ActionLine, FactoryAction
+from devicefactory.actions.models import ActionLine, FactoryAction, ValidateOverlay
 from devicefactory.db import Base
 from devicefactory.devices.models import Counter, Device, Job
 from devicefactory.keys.models import PoolKey
@@ -18,4 +18,5 @@ __all__ = [
     "Oem",
     "PoolKey",
     "User",
+    "ValidateOverlay",
 ]

@@ -198,12 +198,12 @@ async def json_object(request: Request) -> dict[str, Any]:
     try:
         parsed = json.loads(body) if body.strip() else None
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise MalformedRequest("Malformed JSON: the request body is not valid JSON") from None
+        raise MalformedRequest("malformed JSON: the request body is not valid JSON") from None
     if not isinstance(parsed, dict):
-        raise MalformedRequest("Malformed request: the body must be a JSON object")
+        raise MalformedRequest("the request body must be a JSON object")
     # Only a \\uD800-\\uDFFF escape can produce one, so most bodies skip the walk.
     if _SURROGATE_ESCAPE.search(body) and not _encodable(parsed):
-        raise MalformedRequest("Malformed JSON: a string holds an unpaired surrogate (\\ud800-\\udfff)")
+        raise MalformedRequest("malformed JSON: a string holds an unpaired surrogate (\\ud800-\\udfff)")
     return parsed
 
 
@@ -227,7 +227,7 @@ async def text_body(request: Request) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
-        raise MalformedRequest("Malformed request: the body must be UTF-8 text") from None
+        raise MalformedRequest("the request body must be UTF-8 text") from None
 
 
 TextBody = Annotated[str, Depends(text_body)]
@@ -276,7 +276,7 @@ def section(body: dict[str, Any], key: str) -> dict[str, Any]:
     """A nested object such as ``{"user": {...}}``; AFS-600 when it is not an object."""
     value = body.get(key)
     if not isinstance(value, dict):
-        raise MalformedRequest(f"Malformed request: '{key}' must be a JSON object")
+        raise MalformedRequest(f"'{key}' must be a JSON object")
     return value
 
 

@@ -189,7 +189,7 @@ def test_ayla_admin_sees_every_oems_actions_and_files(
         response = world.client.get(f"{ACTIONS}/{upload_id}/files/{kind}", headers=headers)
         assert response.status_code == 200, (kind, response.text)
     assert world.client.get(f"{ACTIONS}/{upload_id}/files/csv", headers=headers).text == (
-        f"dsn,model,status,result,error_code\n{a},,applied,success,\n"
+        f"dsn,model,status,result,error_code\n{a},AY001MTP1,manufactured,applied,\n"
     )
     for dsn in (a, b):
         assert world.client.get(f"{V1}/devices/{dsn}", headers=headers).status_code == 200

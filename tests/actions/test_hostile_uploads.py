@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from tests.api import HEAD, action, file_text, post_upload, reserve
+from tests.api import HEAD, action, assert_error, file_text, post_upload, reserve
 from tests.world import World
 
 V1 = "/devicefactory/v1"
@@ -43,18 +43,43 @@ def test_a_binary_file_gives_line_errors(world: World, run_actions: Callable[[],
     result = _work(world, run_actions, os.urandom(20000) + b"\x00\x01\x02")
     assert result["status"] == "failure"
     assert result["progress"]["invalid"] >= 1
-    assert result["progress"]["applied"] == 0
+    assert result["progress"]["would_apply"] == 0
 
 
-@pytest.mark.parametrize("content", [b"", b"# only\n# comments\n\n   \n"])
-def test_empty_and_comment_only_files_succeed_with_nothing_to_do(
-    world: World, run_actions: Callable[[], int], content: bytes
+@pytest.mark.parametrize(
+    "content", [b"", b"# only\n# comments\n\n   \n", b"dsn,mac,hwsig\n", b"\xef\xbb\xbf\r\n# x\r\n"]
+)
+@pytest.mark.parametrize("validate", [True, False])
+def test_a_file_without_device_lines_is_refused_at_once(
+    world: World, run_actions: Callable[[], int], content: bytes, validate: bool
 ) -> None:
-    result = _work(world, run_actions, content)
-    assert result["status"] == "success"
-    assert result["count"] == 0
-    assert sum(v for k, v in result["progress"].items() if k not in ("lines_total", "lines_done")) == 0
-    assert "0 of" not in file_text(world, "mm", result["id"], "log") or result["progress"]["lines_total"] == 0
+    response = post_upload(world, "mm", content, validate=validate, name="f.log")
+    assert_error(
+        response, 422, "AFS-600", "There were some failures while processing: the file holds no device lines"
+    )
+    assert run_actions() == 0  # no action was made
+    assert (
+        world.client.get(f"{V1}/factory_actions", headers=world.headers("mm")).json()["factory_actions"] == []
+    )
+
+
+def test_more_device_lines_than_the_limit_are_refused(world: World) -> None:
+    settings = world.client.app.state.settings  # type: ignore[attr-defined]
+    limit = settings.max_upload_lines
+    settings.max_upload_lines = 3
+    try:
+        line = f"{HEAD},label,0,AY001MTP1,AC000W000000001,aabbccddeeff,m,s,h,\n"
+        at_limit = post_upload(world, "mm", ("# c\n" + line * 3).encode(), validate=True)
+        assert at_limit.status_code == 202, at_limit.text
+        over = post_upload(world, "mm", (line * 4).encode(), validate=True)
+        assert_error(
+            over,
+            422,
+            "AFS-600",
+            "There were some failures while processing: the file holds more than 3 device lines",
+        )
+    finally:
+        settings.max_upload_lines = limit
 
 
 def test_crlf_and_bom_are_read_like_plain_lines(
@@ -69,7 +94,8 @@ def test_crlf_and_bom_are_read_like_plain_lines(
     content = b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
     result = _work(world, run_actions, content)
     assert result["status"] == "success", file_text(world, "mm", result["id"], "log")
-    assert result["progress"]["applied"] == 2  # validate: would apply both
+    assert result["progress"]["would_apply"] == 2  # validate: never "applied"
+    assert "applied" not in result["progress"]
 
 
 def test_a_60_mb_file_is_stored_and_worked_without_a_500(

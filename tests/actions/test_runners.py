@@ -93,7 +93,7 @@ def test_an_upload_whose_file_is_gone_fails_alone(
     """A worker that cannot see the file (a host without the shared upload directory)
     fails that action with a reason and keeps working the queue."""
     lost = upload(world, "mm", [log_line("AC000W000000001", "aa0000000009", "x9")])
-    kept = upload(world, "mm", ["# nothing to do"])
+    kept = upload(world, "mm", [log_line("AC000W000000002", "aa0000000008", "x8", status="pass")])
     with session_factory() as session:
         stored = session.get(FactoryAction, lost["id"])
         assert stored is not None

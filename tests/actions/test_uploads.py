@@ -57,26 +57,48 @@ def test_every_outcome_in_validate_and_submit_then_reupload(
     body = action(world, "mm", validated["id"])
     assert body["factory_action"]["status"] == "failure"
     progress = body["factory_action"]["progress"]
-    assert (
-        progress["applied"],
-        progress["identical"],
-        progress["conflict"],
-        progress["invalid"],
-        progress["skipped"],
-    ) == (1, 1, 1, 2, 2)
+    assert progress == {
+        "lines_total": 8,
+        "lines_done": 8,
+        "would_apply": 1,
+        "identical": 1,
+        "conflict": 1,
+        "invalid": 2,
+        "skipped": 2,
+    }
     assert device(world, dsns[0], "mm")["status"] == "reserved"
-    csv_rows = file_text(world, "mm", validated["id"], "csv").splitlines()
-    assert csv_rows[0] == "dsn,model,status,result,error_code"
-    log_lines = file_text(world, "mm", validated["id"], "log").splitlines()
+    # Each row: the device's model and its status after the action (a validate changed
+    # nothing), and the outcome; an unknown DSN has neither model nor status.
+    csv_text = file_text(world, "mm", validated["id"], "csv")
+    assert csv_text.splitlines() == [
+        "dsn,model,status,result,error_code",
+        f"{dsns[0]},AY001MTP1,reserved,would apply,",
+        f"{dsns[1]},AY001MTP1,manufactured,identical,",
+        f"{dsns[2]},AY001MTP1,manufactured,conflict,AFS-600",
+        f"{dsns[3]},AY001MTP1,reserved,invalid,AFS-600",
+        f"{dsns[4]},AY001MTP1,reserved,skipped,",
+        f"{dsns[5]},AY001MTP1,reserved,skipped,",
+        "AC000W999999999,,,invalid,AFS-404",
+    ]
+    log_text = file_text(world, "mm", validated["id"], "log")
+    assert "applied" not in csv_text + log_text
+    log_lines = log_text.splitlines()
     assert [int(entry.split(",")[0]) for entry in log_lines[:-1]] == [4, 5, 8]
     assert "AFS-404" in log_lines[2]
-    assert log_lines[-1].startswith("# summary: validate failure")
+    assert log_lines[-1] == (
+        "# summary: validate failure: 8 of 8 lines, 1 would apply, 1 identical, 1 conflict, "
+        "2 invalid, 2 skipped"
+    )
 
     submitted = upload(world, "mm", content)
     run_actions()
     result = action(world, "mm", submitted["id"])["factory_action"]
     assert result["status"] == "failure"
     assert result["progress"]["applied"] == 1
+    assert file_text(world, "mm", submitted["id"], "csv").splitlines()[1:3] == [
+        f"{dsns[0]},AY001MTP1,manufactured,applied,",
+        f"{dsns[1]},AY001MTP1,manufactured,identical,",
+    ]
     stored = device(world, dsns[0], "mm")
     assert (stored["status"], stored["mac"], stored["hwsig"]) == ("manufactured", "000000000001", "sig-1")
     failed = file_text(world, "mm", submitted["id"], "failed").splitlines()

@@ -168,12 +168,8 @@ def test_dsn_view_search_fields_and_paging(
     assert rows(client.get(f"/dashboard/devices?dsn={first[1][:-1]}?").text, "data-dsn") == first[:9]
     assert rows(client.get(f"/dashboard/devices?dsn={later[0]}").text, "data-dsn") == [later[0]]
     # A date range: "before" a date includes that whole day.
-    assert (
-        rows(client.get(f"/dashboard/devices?reserved_after={day(3)}&limit=100").text, "data-dsn") == later
-    )
-    on_the_22nd = client.get(
-        f"/dashboard/devices?reserved_after={day(0)}&reserved_before={day(0)}&limit=100"
-    )
+    assert rows(client.get(f"/dashboard/devices?reserved_after={day(3)}&limit=100").text, "data-dsn") == later
+    on_the_22nd = client.get(f"/dashboard/devices?reserved_after={day(0)}&reserved_before={day(0)}&limit=100")
     assert rows(on_the_22nd.text, "data-dsn") == first
     assert f'value="{day(0)}"' in on_the_22nd.text  # the form keeps its values
     assert rows(client.get("/dashboard/devices?status=manufactured").text, "data-dsn") == [first[0]]
@@ -236,8 +232,6 @@ def test_action_list_search_and_paging(
     by_admin = client.get("/dashboard?created_by=mm_admin@example.com").text
     assert rows(by_admin, "data-action") == [ids[-1]]
     assert "created by <strong>mm_admin@example.com</strong>" in by_admin
-    window = client.get(
-        f"/dashboard?from={day(0)}T09:20&to={day(0)}T09:35&type=reserve&status=success"
-    ).text
+    window = client.get(f"/dashboard?from={day(0)}T09:20&to={day(0)}T09:35&type=reserve&status=success").text
     assert rows(window, "data-action") == [ids[3], ids[2]]
     assert rows(client.get("/dashboard?type=manufacture").text, "data-action") == []

@@ -206,7 +206,7 @@ def test_a_valid_token_is_accepted_by_the_same_forms(
     upload = admin.post(
         "/dashboard/actions/upload",
         {"type": "provision", "validate_only": "true"},
-        files={"file": ("p.csv", b"dsn,model\n", "text/csv")},
+        files={"file": ("p.csv", b"dsn,model\nAC000W000000001,AY001RTA\n", "text/csv")},
     )
     assert upload.status_code == 303
     assert admin.post("/dashboard/sign_out").status_code == 303

@@ -137,7 +137,7 @@ def _text(fields: dict[str, Any], key: str) -> str:
     if value is None or value == "":
         raise ValidationFailed.of([f"{key} is required"])
     if not isinstance(value, str):
-        raise MalformedRequest(f"There were some failures while processing: {key} must be a string")
+        raise MalformedRequest(f"{key} must be a string")
     return value
 
 

@@ -10,16 +10,25 @@ from sqlalchemy.orm import Session
 
 from devicefactory.actions import queries
 from devicefactory.actions.models import ActionType, FactoryAction
+from devicefactory.actions.outcomes import OUTCOMES, outcome_label
 from devicefactory.keys.crypto import build_reserve_bundle
 
 CSV_HEADER = ("dsn", "model", "status", "result", "error_code")
+# A spreadsheet runs a cell that starts with one of these as a formula (§11).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> str:
+    """The cell as text, with a leading ' when a spreadsheet would read it as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _csv_lines(rows: Iterable[Iterable[object]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     for row in rows:
-        writer.writerow(["" if value is None else value for value in row])
+        writer.writerow([safe_cell(value) for value in row])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -34,7 +43,13 @@ def csv_file(session: Session, action: FactoryAction) -> Iterator[str]:
         )
     else:
         rows = (
-            (line.dsn, "", line.outcome, _result(line.outcome), line.error_code)
+            (
+                line.dsn,
+                line.model,
+                line.device_status,
+                outcome_label(line.outcome, validate_only=action.validate_only),
+                line.error_code,
+            )
             for line in queries.action_lines(session, action.id)
         )
     return _csv_lines(_prepend(CSV_HEADER, rows))
@@ -45,26 +60,25 @@ def _prepend(first: tuple[str, ...], rows: Iterable[tuple[object, ...]]) -> Iter
     yield from rows
 
 
-def _result(outcome: str) -> str:
-    return "failure" if outcome in ("conflict", "invalid") else "success"
-
-
 def log_file(session: Session, action: FactoryAction) -> Iterator[str]:
     """One line per problem (input line, dsn, code, message), then a summary."""
     if action.type != ActionType.RESERVE:
         for line in queries.action_lines(session, action.id, failed_only=True):
-            message = (line.message or "").replace("\n", " ")
-            yield f"{line.line_no},{line.dsn or ''},{line.error_code or ''},{message}\n"
+            cells = (line.dsn, line.error_code, (line.message or "").replace("\n", " "))
+            yield f"{line.line_no}," + ",".join(safe_cell(cell) for cell in cells) + "\n"
     yield summary_line(action) + "\n"
 
 
 def summary_line(action: FactoryAction) -> str:
     if action.type == ActionType.RESERVE:
         return f"# summary: reserve of {action.count} {action.model} devices: {action.status}"
+    counts = ", ".join(
+        f"{getattr(action, outcome)} {outcome_label(outcome, validate_only=action.validate_only)}"
+        for outcome in OUTCOMES
+    )
     return (
         f"# summary: {action.type} {action.status}: {action.lines_done} of {action.lines_total} lines, "
-        f"{action.applied} applied, {action.identical} identical, {action.conflict} conflict, "
-        f"{action.invalid} invalid, {action.skipped} skipped"
+        + counts
     )
 
 

@@ -64,11 +64,16 @@ class LogRecord:
 
 @dataclass(frozen=True, slots=True)
 class LineError:
-    """A refused line; `raw` is printable, one line, <= 255 chars (for the failed-lines file)."""
+    """A refused line; `raw` is printable, one line, <= 255 chars (for the failed-lines file).
+
+    `dsn` is the line's DSN when it has one where a DSN stands (field 7 of a log line, the
+    dsn column of a CSV row), so the refusal can be reported against that device.
+    """
 
     line_no: int
     raw: str
     message: str
+    dsn: str | None = None
 
 
 ParsedLine: TypeAlias = LogRecord | LineError
@@ -118,8 +123,16 @@ def _printable(text: str) -> str:
     return _CONTROL.sub("\ufffd", text[: MAX_LINE_LENGTH + 1])[:MAX_LINE_LENGTH]
 
 
-def _error(line_no: int, text: str, message: str) -> LineError:
-    return LineError(line_no, _printable(text), message)
+def _error(line_no: int, text: str, message: str, dsn: str | None = None) -> LineError:
+    return LineError(line_no, _printable(text), message, dsn if dsn and _DSN_LIKE.fullmatch(dsn) else None)
+
+
+# What a refused line's DSN cell must look like to be reported as its DSN (a title line's
+# "dsn" is not one): a prefix and the 9-digit sequence.
+_DSN_LIKE = re.compile(r"[A-Za-z0-9]{0,23}[0-9]{9}")
+
+
+_DSN_CELL = _HEAD.index("dsn")
 
 
 def _text_problem(text: str) -> str | None:
@@ -175,21 +188,23 @@ def _split(text: str) -> list[str]:
 def _parse_log_text(line_no: int, text: str) -> ParsedLine:
     cells = _split(text)
     version = cells[0]
+    dsn = cells[_DSN_CELL] if len(cells) > _DSN_CELL else None
     by_count = _LAYOUTS.get(version)
     if by_count is None:
-        return _error(line_no, text, f"unknown log version {version or '(empty)'}; expected 2, 3 or 4")
+        message = f"unknown log version {version or '(empty)'}; expected 2, 3 or 4"
+        return _error(line_no, text, message, dsn)
     layout = _pick_layout(by_count.get(len(cells), ()), cells)
     if layout is None:
-        return _error(line_no, text, _layout_problem(version, cells))
+        return _error(line_no, text, _layout_problem(version, cells), dsn)
     status, err_code = cells[3], cells[4]
     if status not in _STATUS_SET:
-        return _error(line_no, text, f"unknown status {status!r}; expected {', '.join(STATUSES)}")
+        return _error(line_no, text, f"unknown status {status!r}; expected {', '.join(STATUSES)}", dsn)
     if err_code in _ZERO:
         code = 0
     elif _INTEGER.fullmatch(err_code):
         code = int(err_code)
     else:
-        return _error(line_no, text, f"err_code {err_code!r} is not an integer")
+        return _error(line_no, text, f"err_code {err_code!r} is not an integer", dsn)
     fields = dict(zip(layout.names, layout.pick(cells), strict=False))
     extra = "" if layout.extra_index is None else cells[layout.extra_index]
     return LogRecord(line_no, text, layout.version, status, code, fields, extra)
@@ -292,7 +307,8 @@ class UploadParser:
             return _error(line_no, text, "line is not a valid CSV row")
         if len(cells) != len(self.header):
             message = f"CSV row has {len(cells)} fields, the header has {len(self.header)}"
-            return _error(line_no, text, message)
+            at = self.header.index("dsn")
+            return _error(line_no, text, message, cells[at] if at < len(cells) else None)
         fields = dict(zip(self.header, cells, strict=True))
         return LogRecord(line_no, text, None, None, 0, fields)
 
@@ -318,3 +334,44 @@ def iter_upload(stream: BinaryIO) -> Iterator[ParsedLine]:
         parsed = parser.parse_line(line_no, chunk)
         if parsed is not None:
             yield parsed
+
+
+class UploadScan:
+    """What an upload holds, learnt while it is stored: its lines, device lines and format.
+
+    Fed the file's bytes in chunks of any size. A device line is any line but a blank
+    one, a comment or the CSV header: each gets an outcome when the file is worked.
+    """
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.device_lines = 0
+        self.format: UploadFormat | None = None
+        self.header: str | None = None
+        self._partial = b""
+        self._parser = UploadParser()
+
+    def feed(self, chunk: bytes) -> None:
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > _READ_LIMIT:
+            self._partial = self._partial[:_READ_LIMIT]  # an over-long line is one line
+        for line in lines:
+            self._line(line)
+
+    def finish(self) -> None:
+        if self._partial:
+            self._line(self._partial)
+            self._partial = b""
+
+    def _line(self, line: bytes) -> None:
+        self.lines += 1
+        stripped = (line.removeprefix(_BOM) if self.lines == 1 else line).strip()
+        if not stripped or stripped.startswith(b"#"):
+            return
+        if self.format is None:
+            self._parser.parse_line(self.lines, line[:_READ_LIMIT])
+            self.format, self.header = self._parser.format, self._parser.header_raw
+            if self.header is not None:
+                return
+        self.device_lines += 1

@@ -90,7 +90,34 @@ class ActionLine(Base):
         String(64).with_variant(String(64, collation="C"), "postgresql"), index=True, default=None
     )
     outcome: Mapped[str] = mapped_column(String(16))
+    # The device's model and status after the line (blank when the caller cannot see it).
+    model: Mapped[str | None] = mapped_column(String(64), default=None)
+    device_status: Mapped[str | None] = mapped_column(String(16), default=None)
     error_code: Mapped[str | None] = mapped_column(String(16), default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)
     changes: Mapped[str | None] = mapped_column(Text, default=None)
     raw: Mapped[str] = mapped_column(Text, default="")
+
+
+class ValidateOverlay(Base):
+    """What a validate's earlier lines would have changed on one device (see Overlay).
+
+    Written with each batch's outcomes, so a validate resumed by another runner still sees
+    them; deleted when the validate ends.
+    """
+
+    __tablename__ = "validate_overlay"
+    __table_args__ = (
+        Index("ix_validate_overlay_action_mac", "action_id", "mac"),
+        Index("ix_validate_overlay_action_hwsig", "action_id", "hwsig"),
+    )
+
+    action_id: Mapped[int] = mapped_column(
+        ForeignKey("factory_actions.id", ondelete="CASCADE"), primary_key=True
+    )
+    dsn: Mapped[str] = mapped_column(
+        String(32).with_variant(String(32, collation="C"), "postgresql"), primary_key=True
+    )
+    mac: Mapped[str | None] = mapped_column(String(12), default=None)
+    hwsig: Mapped[str | None] = mapped_column(String(128), default=None)
+    changes: Mapped[str] = mapped_column(Text)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, insert, select, true
+from sqlalchemy import ColumnElement, Row, Table, delete, insert, select, true
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor
-from devicefactory.actions.models import ActionLine, ActionStatus, FactoryAction
-from devicefactory.actions.uploads import LineOutcome
+from devicefactory.actions.models import ActionLine, ActionStatus, FactoryAction, ValidateOverlay
+from devicefactory.actions.outcomes import FAILED_OUTCOMES, LineOutcome
 from devicefactory.devices.models import Device, Job
 from devicefactory.devices.queries import Reach, reachable
 
@@ -81,7 +81,7 @@ def reserve_keys(session: Session, action_id: int) -> Sequence[Row[str, str]]:
 def action_lines(session: Session, action_id: int, *, failed_only: bool = False) -> Iterator[ActionLine]:
     query = select(ActionLine).where(ActionLine.action_id == action_id)
     if failed_only:
-        query = query.where(ActionLine.outcome.in_(("conflict", "invalid")))
+        query = query.where(ActionLine.outcome.in_(FAILED_OUTCOMES))
     yield from session.scalars(query.order_by(ActionLine.line_no).execution_options(yield_per=1000))
 
 
@@ -128,6 +128,8 @@ def insert_action_lines(session: Session, action_id: int, outcomes: Sequence[Lin
                     "line_no": o.line_no,
                     "dsn": o.dsn,
                     "outcome": o.outcome,
+                    "model": o.model,
+                    "device_status": o.device_status,
                     "error_code": o.error_code,
                     "message": o.message,
                     "changes": o.changes,
@@ -136,3 +138,51 @@ def insert_action_lines(session: Session, action_id: int, outcomes: Sequence[Lin
                 for o in outcomes
             ],
         )
+
+
+# --- a validate's overlay (actions.overlay) ---------------------------------------------------
+
+_CHUNK = 900  # under every database's bound-parameter limit
+
+
+def overlay_changes(session: Session, action_id: int, dsns: Collection[str]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    ordered = sorted(dsns)
+    for start in range(0, len(ordered), _CHUNK):
+        query = select(ValidateOverlay.dsn, ValidateOverlay.changes).where(
+            ValidateOverlay.action_id == action_id, ValidateOverlay.dsn.in_(ordered[start : start + _CHUNK])
+        )
+        found.extend((row[0], row[1]) for row in session.execute(query))
+    return found
+
+
+def overlay_holders(
+    session: Session, action_id: int, values: Mapping[str, set[str]]
+) -> dict[tuple[str, str], str]:
+    holders: dict[tuple[str, str], str] = {}
+    for name, wanted in values.items():
+        column = getattr(ValidateOverlay, name)
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), _CHUNK):
+            query = select(column, ValidateOverlay.dsn).where(
+                ValidateOverlay.action_id == action_id, column.in_(ordered[start : start + _CHUNK])
+            )
+            holders.update(((name, value), dsn) for value, dsn in session.execute(query))
+    return holders
+
+
+def replace_overlay(session: Session, action_id: int, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dsns = [row["dsn"] for row in rows]
+    for start in range(0, len(dsns), _CHUNK):
+        session.execute(
+            delete(ValidateOverlay).where(
+                ValidateOverlay.action_id == action_id, ValidateOverlay.dsn.in_(dsns[start : start + _CHUNK])
+            )
+        )
+    session.connection().execute(insert(cast(Table, ValidateOverlay.__table__)), list(rows))
+
+
+def delete_overlay(session: Session, action_id: int) -> None:
+    session.execute(delete(ValidateOverlay).where(ValidateOverlay.action_id == action_id))

@@ -67,6 +67,7 @@ async def upload(
             file_name=form.file_name,
             stream=form.stream,
             upload_dir=settings.upload_dir,
+            max_lines=settings.max_upload_lines,
             oem_host_version=form.oem_host_version,
             now=now,
         )

@@ -27,9 +27,10 @@ from devicefactory.accounts import queries as accounts_queries
 from devicefactory.accounts.policy import Actor
 from devicefactory.accounts.service import actor_for
 from devicefactory.actions import queries
-from devicefactory.actions.logfile import ParsedLine, UploadParser, iter_upload
+from devicefactory.actions.logfile import ParsedLine, iter_upload
 from devicefactory.actions.models import ActionStatus, FactoryAction
-from devicefactory.actions.uploads import LineOutcome, work_lines
+from devicefactory.actions.outcomes import LineOutcome
+from devicefactory.actions.uploads import work_lines
 from devicefactory.config import Settings
 from devicefactory.db import session_scope, utcnow
 
@@ -82,7 +83,7 @@ class ActionRunner:
     def _take(self, action: FactoryAction, now: datetime) -> bool:
         """Claim ``action``; False when its file is missing (the action fails)."""
         path = Path(action.file_path or "")
-        if not action.lines_total and not path.is_file():
+        if not path.is_file():
             # Web and worker hosts must share DEVICEFACTORY_UPLOAD_DIR (README).
             action.status, action.finished_at = ActionStatus.FAILURE, now
             action.message = "the uploaded file is not in this worker's upload directory"
@@ -90,9 +91,6 @@ class ActionRunner:
             return False
         action.status, action.claimed_by, action.heartbeat_at = ActionStatus.RUNNING, self.worker_id, now
         action.started_at = action.started_at or now
-        if not action.lines_total:
-            action.lines_total = count_lines(path)
-            action.file_format, action.file_header = detect_format(path)
         log.info("claimed factory action %s (%s, from line %s)", action.id, action.type, action.lines_done)
         return True
 
@@ -127,9 +125,6 @@ class ActionRunner:
             actor = _actor(session, action)
             now = utcnow()
             outcomes = work_lines(session, actor, action, batch, now)
-            if action.validate_only:
-                session.rollback()  # validate applies nothing: keep only the outcomes
-                action = _owned(session, action_id, self.worker_id)
             queries.insert_action_lines(session, action_id, outcomes)
             _count(action, outcomes, last_line=batch[-1].line_no, now=now)
 
@@ -141,6 +136,7 @@ class ActionRunner:
             action.lines_done = action.lines_total
             action.finished_at = utcnow()
             action.message = f"{failed} line(s) failed" if failed else "every line succeeded"
+            queries.delete_overlay(session, action_id)
             log.info("factory action %s finished: %s", action_id, action.status)
 
     def _fail(self, action_id: int, message: str) -> None:
@@ -150,6 +146,7 @@ class ActionRunner:
                 action.status = ActionStatus.FAILURE
                 action.message = message
                 action.finished_at = utcnow()
+                queries.delete_overlay(session, action_id)
 
 
 class _LostClaim(Exception):
@@ -180,23 +177,3 @@ def _count(action: FactoryAction, outcomes: list[LineOutcome], *, last_line: int
 def _batches(lines: Iterator[ParsedLine], size: int) -> Iterator[list[ParsedLine]]:
     while batch := list(itertools.islice(lines, size)):
         yield batch
-
-
-def detect_format(path: Path) -> tuple[str | None, str | None]:
-    """The upload's format, and its CSV header line (repeated atop the failed-lines file)."""
-    parser = UploadParser()
-    with path.open("rb") as stream:
-        for line_no, raw in enumerate(itertools.islice(stream, 10_000), start=1):
-            parser.parse_line(line_no, raw[:4096])
-            if parser.format is not None:
-                break
-    return (parser.format.value if parser.format else None), parser.header_raw
-
-
-def count_lines(path: Path) -> int:
-    lines, last = 0, b"\n"
-    with path.open("rb") as stream:
-        while chunk := stream.read(1024 * 1024):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    return lines + (0 if last == b"\n" else 1)

@@ -6,6 +6,7 @@ from typing import Any
 
 from devicefactory.accounts.schemas import iso
 from devicefactory.actions.models import ActionType, FactoryAction
+from devicefactory.actions.outcomes import OUTCOMES, outcome_key
 
 FILES = {ActionType.RESERVE: ("csv", "log", "xml")}
 UPLOAD_FILES = ("csv", "log", "failed")
@@ -36,11 +37,11 @@ def action_json(action: FactoryAction) -> dict[str, Any]:
         "progress": {
             "lines_total": action.lines_total,
             "lines_done": action.lines_done,
-            "applied": action.applied,
-            "identical": action.identical,
-            "conflict": action.conflict,
-            "invalid": action.invalid,
-            "skipped": action.skipped,
+            # A validate "would apply" what submit applies (it never says "applied").
+            **{
+                outcome_key(outcome, validate_only=action.validate_only): getattr(action, outcome)
+                for outcome in OUTCOMES
+            },
         },
         "files": {kind: f"/devicefactory/v1/factory_actions/{action.id}/files/{kind}" for kind in kinds},
     }

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -13,10 +12,12 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor, require
-from devicefactory.actions.logfile import LineError, LogRecord, ParsedLine
+from devicefactory.actions.logfile import LineError, LogRecord, ParsedLine, UploadScan
 from devicefactory.actions.models import ActionStatus, ActionType, FactoryAction
+from devicefactory.actions.outcomes import LineOutcome
+from devicefactory.actions.overlay import StoredOverlay
 from devicefactory.devices import factory_data
-from devicefactory.devices.factory_data import ConflictingValues, Outcome, Request
+from devicefactory.devices.factory_data import ConflictingValues, Outcome, Request, Result
 from devicefactory.devices.fields import is_missing
 from devicefactory.devices.queries import plausible_dsn
 from devicefactory.errors import MissingAttributes, NotFound, ServiceError, ValidationFailed
@@ -39,6 +40,7 @@ def create_upload_action(
     upload_dir: Path,
     oem_host_version: str | None,
     now: datetime,
+    max_lines: int = 1_000_000,
 ) -> FactoryAction:
     """Store the upload and queue its action; the runner works it in the background."""
     if upload_type not in UPLOAD_TYPES:
@@ -46,7 +48,7 @@ def create_upload_action(
     require(actor.may_upload(upload_type))
     if oem_host_version is not None and (len(oem_host_version) > 255 or not oem_host_version.isprintable()):
         raise ValidationFailed.of(["oem_host_version must be at most 255 printable characters"])
-    path = _store(stream, upload_dir)
+    path, scan = _store(stream, upload_dir, max_lines)
     action = FactoryAction(
         type=ActionType.VALIDATE if validate_only else upload_type,
         status=ActionStatus.PENDING,
@@ -58,6 +60,9 @@ def create_upload_action(
         validate_only=validate_only,
         file_name=(file_name or "upload")[:255],
         file_path=str(path),
+        file_format=scan.format.value if scan.format else None,
+        file_header=scan.header,
+        lines_total=scan.lines,
         oem_host_version=oem_host_version or None,
     )
     session.add(action)
@@ -65,30 +70,40 @@ def create_upload_action(
     return action
 
 
-def _store(stream: BinaryIO, upload_dir: Path) -> Path:
+def _store(stream: BinaryIO, upload_dir: Path, max_lines: int) -> tuple[Path, UploadScan]:
+    """Copy the upload into the upload directory, refusing one without device lines or
+    with too many (§11) before any action exists."""
     upload_dir.mkdir(parents=True, exist_ok=True)
     path = upload_dir / f"{uuid.uuid4().hex}.upload"
-    with path.open("xb") as target:
-        shutil.copyfileobj(stream, target, COPY_CHUNK)
-    return path.resolve()
-
-
-@dataclass(frozen=True)
-class LineOutcome:
-    line_no: int
-    raw: str
-    dsn: str | None
-    outcome: str  # applied | identical | conflict | invalid | skipped
-    error_code: str | None = None
-    message: str | None = None
-    changes: str | None = None
+    scan = UploadScan()
+    try:
+        with path.open("xb") as target:
+            while chunk := stream.read(COPY_CHUNK):
+                scan.feed(chunk)
+                if scan.device_lines > max_lines:
+                    raise ValidationFailed.of([f"the file holds more than {max_lines} device lines"])
+                target.write(chunk)
+        scan.finish()
+        if scan.device_lines > max_lines:
+            raise ValidationFailed.of([f"the file holds more than {max_lines} device lines"])
+        if scan.device_lines == 0:
+            raise ValidationFailed.of(["the file holds no device lines"])
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path.resolve(), scan
 
 
 def work_lines(
     session: Session, actor: Actor, action: FactoryAction, lines: Sequence[ParsedLine], now: datetime
 ) -> list[LineOutcome]:
-    """A batch of lines through the same rules as the single-device endpoints."""
+    """A batch of lines through the same rules as the single-device endpoints.
+
+    A validate runs the same rules on the same records and writes nothing but its
+    overlay, so that its later batches see what this one would have changed, as submit's do.
+    """
     upload_type = action.upload_type or ""
+    validate = action.validate_only
     outcomes: dict[int, LineOutcome] = {}
     requests: list[tuple[LogRecord, Request]] = []
     for line in lines:
@@ -98,6 +113,16 @@ def work_lines(
         else:
             assert isinstance(line, LogRecord)
             requests.append((line, _request(line, action)))
+    overlay = StoredOverlay(session, action.id) if validate else None
+    batch = factory_data.load_batch(
+        session,
+        actor,
+        upload_type,
+        [request for _, request in requests],
+        also=[o.dsn for o in outcomes.values() if o.dsn],
+        lock=not validate,
+        overlay=overlay,
+    )
     results = factory_data.run_requests(
         session,
         actor,
@@ -106,16 +131,32 @@ def work_lines(
         now=now,
         repeat_is_error=False,
         action_id=action.id,
+        batch=batch,
+        write=not validate,
     )
+    if overlay is not None:
+        applied = [r.device for r in results if isinstance(r, Result) and r.outcome is Outcome.APPLIED]
+        overlay.remember({device.dsn: device for device in applied}.values())
     for (record, request), result in zip(requests, results, strict=True):
         outcomes[record.line_no] = _line_outcome(record, request.dsn, result)
-    return [outcomes[line.line_no] for line in lines]
+    return [_with_device(outcomes[line.line_no], batch, validate=validate) for line in lines]
+
+
+def _with_device(outcome: LineOutcome, batch: factory_data.Batch, *, validate: bool) -> LineOutcome:
+    """The device's model and status after the line (a validate changed nothing)."""
+    device = batch.devices.get(outcome.dsn or "")
+    if device is None:
+        return outcome
+    status = batch.stored_status[device.dsn] if validate else device.status
+    return replace(outcome, model=device.model, device_status=status)
 
 
 def _early_outcome(line: ParsedLine, upload_type: str) -> LineOutcome | None:
     """Lines decided without the database: parse errors, skipped lines, missing DSNs."""
     if isinstance(line, LineError):
-        return LineOutcome(line.line_no, line.raw, None, "invalid", "AFS-600", line.message)
+        dsn = line.dsn if line.dsn and plausible_dsn(line.dsn) else None
+        refused = ValidationFailed.of([line.message])
+        return LineOutcome(line.line_no, line.raw, dsn, "invalid", refused.code, refused.message)
     dsn = line.fields.get("dsn") or None
     if line.status is not None and line.err_code != 0:
         return LineOutcome(

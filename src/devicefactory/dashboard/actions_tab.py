@@ -130,6 +130,7 @@ async def upload(
             file_name=file.filename,
             stream=file.file,
             upload_dir=settings.upload_dir,
+            max_lines=settings.max_upload_lines,
             oem_host_version=version or None,
             now=now,
         )

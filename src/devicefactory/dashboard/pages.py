@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from devicefactory.actions.outcomes import OUTCOMES, outcome_key, outcome_label
 from devicefactory.dashboard import csrf
 from devicefactory.dashboard.session import PREFIX
 from devicefactory.errors import NotFound, ServiceError, Unauthorized, ValidationFailed
@@ -70,6 +71,9 @@ def _environment() -> jinja2.Environment:
     env.filters["utc"] = format_utc
     env.filters["flag"] = format_flag
     env.globals["static"] = static_url
+    env.globals["outcome_label"] = outcome_label
+    env.globals["outcome_key"] = outcome_key
+    env.globals["outcomes"] = OUTCOMES
     env.globals["prefix"] = PREFIX
     return env
 

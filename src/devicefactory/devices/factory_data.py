@@ -9,7 +9,7 @@ rules need loaded in a few queries.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -226,6 +226,20 @@ def apply_decision(
 # --- the drivers --------------------------------------------------------------------
 
 
+class Overlay(Protocol):
+    """What the earlier lines of a validate would have changed, which the database never saw.
+
+    Validate writes nothing, so without this a line would not see an earlier batch's
+    claim of a mac, or its manufacture of a DSN, that submit will have committed by then.
+    """
+
+    def changes_of(self, dsns: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The values earlier lines would have given each of ``dsns`` (those they touched)."""
+
+    def holders_of(self, values: Mapping[str, set[str]]) -> dict[tuple[str, str], str]:
+        """Which DSN earlier lines would have given each unique value (``mac``, ``hwsig``)."""
+
+
 @dataclass
 class Batch:
     """Everything the rules need for a set of requests, loaded in a few queries."""
@@ -233,6 +247,8 @@ class Batch:
     devices: dict[str, DeviceRecord]
     kinds: dict[str, ModelKind]
     holders: dict[tuple[str, str], str]
+    # Each device's status as stored, before this batch (and any overlay) changed it.
+    stored_status: dict[str, str] = field(default_factory=dict)
     jobs: list[dict[str, Any]] = field(default_factory=list)
 
     def holder(self, name: str, value: str) -> str | None:
@@ -249,9 +265,25 @@ class Batch:
 _REACH = {"manufacture": Reach.MANUFACTURE, "provision": Reach.PROVISION}
 
 
-def load_batch(session: Session, actor: Actor, operation: str, requests: Sequence[Request]) -> Batch:
+def load_batch(
+    session: Session,
+    actor: Actor,
+    operation: str,
+    requests: Sequence[Request],
+    *,
+    also: Sequence[str] = (),
+    lock: bool = True,
+    overlay: Overlay | None = None,
+) -> Batch:
+    """The devices of ``requests`` (and of ``also``) the actor reaches, the holders of their
+    unique values and the model kinds; ``lock`` holds the devices' rows until commit."""
     reach = _REACH[operation]
-    devices = queries.find_devices(session, actor, [r.dsn for r in requests], reach)
+    devices = queries.find_devices(session, actor, [*(r.dsn for r in requests), *also], reach, lock=lock)
+    stored_status = {dsn: device.status for dsn, device in devices.items()}
+    if overlay is not None:
+        for dsn, changes in overlay.changes_of(list(devices)).items():
+            for name, value in changes.items():
+                setattr(devices[dsn], name, value)
     values = {
         name: {str(v) for r in requests if (v := _unique_value(name, r.body.get(name)))}
         for name in UNIQUE_FIELDS
@@ -259,9 +291,10 @@ def load_batch(session: Session, actor: Actor, operation: str, requests: Sequenc
     # White-box provisions without a hwsig take mac-<mac> (and the device's own mac).
     macs = values["mac"] | {d.mac for d in devices.values() if d.mac}
     values["hwsig"] |= {f"mac-{mac}" for mac in macs}
-    holders = queries.unique_holders(session, values)
+    holders = overlay.holders_of(values) if overlay is not None else {}
+    holders.update(queries.unique_holders(session, values))  # what is stored wins
     kinds = {name: ModelKind(kind) for name, kind in queries.model_kinds(session).items()}
-    return Batch(devices, kinds, holders)
+    return Batch(devices, kinds, holders, stored_status)
 
 
 def _unique_value(name: str, value: object) -> str | None:
@@ -283,15 +316,22 @@ def run_requests(
     now: datetime,
     repeat_is_error: bool,
     action_id: int | None = None,
+    batch: Batch | None = None,
+    write: bool = True,
 ) -> list[Result | ServiceError]:
-    """Apply each request in order (a refused one changes nothing); jobs for every reachable device."""
+    """Apply each request in order (a refused one changes nothing); jobs for every reachable device.
+
+    With ``write`` False (validate) the same rules run on the same records, and nothing,
+    not even a job, is written.
+    """
     require(actor.may_manufacture if operation == "manufacture" else actor.may_provision)
-    batch = load_batch(session, actor, operation, requests)
+    batch = batch or load_batch(session, actor, operation, requests)
     results: list[Result | ServiceError] = []
     for request in requests:
         results.append(_run_one(batch, actor, operation, request, now, repeat_is_error, action_id))
-    queries.update_devices(session, batch.devices.values())
-    queries.insert_jobs(session, batch.jobs)
+    if write:
+        queries.update_devices(session, batch.devices.values())
+        queries.insert_jobs(session, batch.jobs)
     return results
 
 

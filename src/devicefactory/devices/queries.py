@@ -138,15 +138,17 @@ def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def find_devices(
-    session: Session, actor: Actor, dsns: Sequence[str], reach: Reach
+    session: Session, actor: Actor, dsns: Sequence[str], reach: Reach, *, lock: bool = True
 ) -> dict[str, DeviceRecord]:
-    """The reachable devices among ``dsns``, locked for the rest of the transaction."""
+    """The reachable devices among ``dsns``, locked for the rest of the transaction (``lock``)."""
     found: dict[str, DeviceRecord] = {}
     unique = sorted({dsn for dsn in dsns if plausible_dsn(dsn)})
     columns = [getattr(Device, name) for name in RECORD_COLUMNS]
     for start in range(0, len(unique), 900):  # under every database's bound-parameter limit
         chunk = unique[start : start + 900]
-        query = select(*columns).where(Device.dsn.in_(chunk), reachable(actor, reach)).with_for_update()
+        query = select(*columns).where(Device.dsn.in_(chunk), reachable(actor, reach))
+        if lock:
+            query = query.with_for_update()
         found.update(
             (row[0], DeviceRecord(dict(zip(RECORD_COLUMNS, row, strict=True))))
             for row in session.execute(query)
