@@ -115,6 +115,8 @@ class JsonSuffixMiddleware:
 def app_from_environment() -> FastAPI:
     """The uvicorn factory used by ``devicefactory serve``: settings from the environment."""
     from devicefactory.cli import configure_logging
+    from devicefactory.processes import end_with_serve
 
+    end_with_serve()  # a web worker process of `serve --web-workers N`
     configure_logging()
     return create_app(Settings())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +19,12 @@ from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory, session_scope
 from devicefactory.errors import ServiceError
 from devicefactory.migrate import upgrade_database
+from devicefactory.processes import SERVE_PID_VARIABLE, end_with_serve
 from devicefactory.web import RequestIdLogFilter
 
 T = TypeVar("T")
+# In-flight requests get this long to finish when serve is asked to stop (SIGTERM/SIGINT).
+SHUTDOWN_GRACE_SECONDS = 5
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
@@ -81,6 +85,8 @@ def serve(
 
     configure_logging()
     prepared_database(settings)
+    # Web worker processes and the background worker end with this process (processes.py).
+    os.environ[SERVE_PID_VARIABLE] = str(os.getpid())
     worker = None if no_workers or not settings.run_workers else start_worker_process()
     try:
         uvicorn.run(
@@ -91,13 +97,16 @@ def serve(
             workers=web_workers,
             log_config=None,
             access_log=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
             **_tls_options(**tls),
         )
     finally:
+        # Reached on a normal return; after a re-raised signal the worker ends on its own.
         if worker is not None:
             worker.terminate()
-            worker.join(15)
-            if worker.is_alive():
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
                 worker.kill()
 
 
@@ -120,6 +129,7 @@ def worker(settings: Settings) -> None:
     """Run only the background workers (key pool filler, factory-action runner)."""
     from devicefactory.workers import run_workers
 
+    end_with_serve()
     configure_logging()
     prepared_database(settings)
     run_workers(settings)

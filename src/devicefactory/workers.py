@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
-from multiprocessing.process import BaseProcess
 
 from devicefactory.actions.runner import ActionRunner
 from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory
 from devicefactory.keys.crypto import MasterKey
 from devicefactory.keys.pool import KeyPoolFiller
+from devicefactory.processes import SERVE_PID_VARIABLE
 
 log = logging.getLogger("devicefactory.workers")
+# A batch being worked commits (or rolls back) within this; keys being made are dropped.
+STOP_SECONDS = 8
 
 
 def run_workers(settings: Settings, stop: threading.Event | None = None) -> None:
@@ -31,9 +34,11 @@ def run_workers(settings: Settings, stop: threading.Event | None = None) -> None
     runner = ActionRunner(factory, settings)
     threads = [_thread("key-pool", filler.run, stop), _thread("action-runner", runner.run, stop)]
     log.info("background workers started: %s", ", ".join(t.name for t in threads))
-    stop.wait()
+    while not stop.wait(1.0):  # a timed wait: signal handlers run promptly between waits
+        pass
+    log.info("stopping the background workers")
     for thread in threads:
-        thread.join(30)
+        thread.join(STOP_SECONDS)
     log.info("background workers stopped")
 
 
@@ -50,27 +55,11 @@ def _thread(name: str, target: Callable[[threading.Event], None], stop: threadin
     return thread
 
 
-def _worker_main(parent_pid: int) -> None:
-    from devicefactory.cli import configure_logging
+def start_worker_process() -> subprocess.Popen[bytes]:
+    """The workers of ``devicefactory serve``: ``devicefactory worker`` in a child process.
 
-    configure_logging()
-    stop = threading.Event()
-    threading.Thread(target=_stop_with_parent, args=(parent_pid, stop), daemon=True).start()
-    run_workers(Settings(), stop)
-
-
-def _stop_with_parent(parent_pid: int, stop: threading.Event) -> None:
-    # uvicorn ends `serve` by re-raising the signal it caught, and a web process may be
-    # SIGKILLed: either way no cleanup code of the parent runs, so the child watches it.
-    while not stop.wait(1.0):
-        if os.getppid() != parent_pid:
-            log.info("the serving process is gone; stopping the background workers")
-            stop.set()
-
-
-def start_worker_process() -> BaseProcess:
-    """The workers of ``devicefactory serve``, in a child process of their own."""
-    context = multiprocessing.get_context("spawn")
-    process = context.Process(target=_worker_main, args=(os.getpid(),), name="devicefactory-worker")
-    process.start()
-    return process
+    A plain subprocess, not multiprocessing: nothing (no resource tracker) is left to
+    outlive it, and it ends with ``serve`` (processes.end_with_serve).
+    """
+    env = {**os.environ, SERVE_PID_VARIABLE: str(os.getpid())}
+    return subprocess.Popen([sys.executable, "-m", "devicefactory", "worker"], env=env)

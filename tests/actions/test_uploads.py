@@ -129,3 +129,44 @@ def _line_outcomes(world: World, action_id: int) -> dict[int, str]:
             row.line_no: row.outcome
             for row in session.scalars(select(ActionLine).where(ActionLine.action_id == action_id))
         }
+
+
+def test_a_line_that_fits_no_layout_is_reported_with_its_dsn(
+    world: World, pool: Callable[[int], None], run_actions: Callable[[], int]
+) -> None:
+    pool(1)
+    (dsn,) = reserve(world, "mm", "AY001MTP1", 1)
+    too_many = log_line(dsn, "000000000001", "sig-1") + ",x,y"  # 14 fields for version 2
+    content = "\n".join(["# header", too_many, "7,1,2,label,0,AY001MTP1,AC000W000000042"]).encode()
+    result = upload(world, "mm", content, validate=True)
+    run_actions()
+    log = file_text(world, "mm", result["id"], "log").splitlines()
+    assert log[0] == (
+        f"2,{dsn},AFS-600,There were some failures while processing: "
+        "version 2 has 11 or 12 fields, this line has 14"
+    )
+    assert log[1].startswith(
+        "3,AC000W000000042,AFS-600,There were some failures while processing: unknown log"
+    )
+    csv_rows = file_text(world, "mm", result["id"], "csv").splitlines()
+    assert csv_rows[1:] == [f"{dsn},AY001MTP1,reserved,invalid,AFS-600", "AC000W000000042,,,invalid,AFS-600"]
+
+
+def test_cells_a_spreadsheet_would_run_are_quoted(
+    world: World, pool: Callable[[int], None], run_actions: Callable[[], int]
+) -> None:
+    """A DSN or message starting with = + - @ tab or CR is written with a leading ' (§11)."""
+    hostile = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)"]
+    content = "".join(f"dsn,mac\n{cell},aabbccddeeff\n" for cell in hostile[:1]).encode()
+    content += "".join(f"{cell},aabbccddeeff\n" for cell in hostile[1:]).encode()
+    result = upload(world, "mm", content, validate=True)
+    run_actions()
+    csv_text = file_text(world, "mm", result["id"], "csv")
+    log_text = file_text(world, "mm", result["id"], "log")
+    for cell in hostile:
+        quoted = "'" + cell
+        assert quoted in csv_text or f'"{quoted}"' in csv_text, (cell, csv_text)
+        assert f",{quoted}," in log_text, (cell, log_text)
+    for line in csv_text.splitlines()[1:] + log_text.splitlines()[:-1]:
+        for cell in line.split(","):
+            assert not cell.lstrip('"').startswith(("=", "+", "-", "@", "\t", "\r")), line

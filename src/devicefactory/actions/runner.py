@@ -104,7 +104,8 @@ class ActionRunner:
             parsed = (line for line in iter_upload(stream) if line.line_no > resume_after)
             for batch in _batches(parsed, self.batch_size):
                 if stop.is_set():
-                    return  # another runner (or this one, restarted) resumes from here
+                    self._release(action_id)
+                    return
                 self._work_batch(action_id, batch)
         self._finish(action_id)
 
@@ -138,6 +139,13 @@ class ActionRunner:
             action.message = f"{failed} line(s) failed" if failed else "every line succeeded"
             queries.delete_overlay(session, action_id)
             log.info("factory action %s finished: %s", action_id, action.status)
+
+    def _release(self, action_id: int) -> None:
+        """Stopping: hand the action back to the queue; any runner resumes after its last batch."""
+        with session_scope(self.factory) as session:
+            action = _owned(session, action_id, self.worker_id)
+            action.status, action.claimed_by = ActionStatus.PENDING, None
+            log.info("factory action %s released at line %s", action_id, action.lines_done)
 
     def _fail(self, action_id: int, message: str) -> None:
         with session_scope(self.factory) as session:

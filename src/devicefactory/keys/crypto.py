@@ -222,17 +222,13 @@ def unseal_private_key(master: MasterKey, pair: SealedKeyPair) -> bytes:
 
 
 def generate_sealed_key_pair(master_key_bytes: bytes) -> SealedKeyPair:
-    """Generate and seal a key pair; module-level so a ProcessPoolExecutor can run it."""
+    """Generate and seal a key pair."""
     private_der, public_pem = generate_private_key_der()
     return seal_key_pair(MasterKey(master_key_bytes), private_der, public_pem)
 
 
 def generate_sealed_key_pairs(master_key_bytes: bytes, count: int) -> list[SealedKeyPair]:
-    """A worker-process task of ``count`` pairs (batched to amortise the hand-off).
-
-    It lives here, in a module that imports only ``cryptography``, so that spawned key
-    workers start without loading SQLAlchemy and the models.
-    """
+    """A key-generation task of ``count`` pairs (batched to amortise the hand-off)."""
     return [generate_sealed_key_pair(master_key_bytes) for _ in range(count)]
 
 

@@ -1,0 +1,46 @@
+"""Process lifetimes: a child of ``serve`` ends when ``serve`` does, however it ends.
+
+``serve`` may end by a signal that uvicorn re-raises after its shutdown, or by SIGKILL:
+either way no clean-up code of its own runs. So each child arranges its own end: on
+Linux the kernel sends it SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), and a
+watcher thread notices a new parent within half a second everywhere else. SIGTERM then
+runs the child's ordinary, graceful stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+
+log = logging.getLogger("devicefactory.processes")
+_PR_SET_PDEATHSIG = 1
+# Set by ``serve`` for the processes it starts (its web workers and background worker).
+SERVE_PID_VARIABLE = "DEVICEFACTORY_SERVE_PID"
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """Receive SIGTERM when the process ``parent_pid`` (our parent) is gone."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    # Checked once at once: the parent may have died before prctl took effect.
+    while os.getppid() == parent_pid:
+        threading.Event().wait(0.5)
+    log.info("the parent process %s is gone; stopping", parent_pid)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def end_with_serve() -> None:
+    """In a process that ``serve`` started: end with it."""
+    serve_pid = os.environ.get(SERVE_PID_VARIABLE, "")
+    if serve_pid.isdigit() and int(serve_pid) == os.getppid():
+        end_with_parent(int(serve_pid))
