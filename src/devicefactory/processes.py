@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 log = logging.getLogger("devicefactory.processes")
 _PR_SET_PDEATHSIG = 1
@@ -31,10 +32,36 @@ def end_with_parent(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
 
 
+def pause(stop: threading.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``, waking early when ``stop`` is set; True when it is set.
+
+    Sleeps in short slices rather than ``stop.wait(seconds)``: a timed wait on a lock
+    never times out in a process whose clocks libfaketime shifts (as the test suite is
+    run, to prove it passes on any date), while ``time.sleep`` keeps working.
+    """
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(_SLICE, left))
+    return True
+
+
+def join_all(threads: list[threading.Thread], seconds: float) -> None:
+    """Wait up to ``seconds`` in all for ``threads`` to end (see ``pause`` for why not join)."""
+    deadline = time.monotonic() + seconds
+    while any(thread.is_alive() for thread in threads) and time.monotonic() < deadline:
+        time.sleep(_SLICE)
+
+
+_SLICE = 0.05
+
+
 def _watch_parent(parent_pid: int) -> None:
-    # Checked once at once: the parent may have died before prctl took effect.
+    # Checked at once too: the parent may have died before prctl took effect.
     while os.getppid() == parent_pid:
-        threading.Event().wait(0.5)
+        time.sleep(0.5)
     log.info("the parent process %s is gone; stopping", parent_pid)
     os.kill(os.getpid(), signal.SIGTERM)
 

@@ -15,7 +15,7 @@ from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory
 from devicefactory.keys.crypto import MasterKey
 from devicefactory.keys.pool import KeyPoolFiller
-from devicefactory.processes import SERVE_PID_VARIABLE
+from devicefactory.processes import SERVE_PID_VARIABLE, join_all, pause
 
 log = logging.getLogger("devicefactory.workers")
 # A batch being worked commits (or rolls back) within this; keys being made are dropped.
@@ -34,11 +34,10 @@ def run_workers(settings: Settings, stop: threading.Event | None = None) -> None
     runner = ActionRunner(factory, settings)
     threads = [_thread("key-pool", filler.run, stop), _thread("action-runner", runner.run, stop)]
     log.info("background workers started: %s", ", ".join(t.name for t in threads))
-    while not stop.wait(1.0):  # a timed wait: signal handlers run promptly between waits
+    while not pause(stop, 1.0):
         pass
     log.info("stopping the background workers")
-    for thread in threads:
-        thread.join(STOP_SECONDS)
+    join_all(threads, STOP_SECONDS)
     log.info("background workers stopped")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The user guide's pictures are rewritten only when asked (DEVICEFACTORY_SCREENSHOTS=1), so a
+# test run leaves the working tree clean; otherwise they go to a scratch directory.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("DEVICEFACTORY_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "devicefactory-screenshots"
+)
 DESKTOP = {"width": 1280, "height": 800}
 
 

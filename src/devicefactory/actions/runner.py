@@ -33,6 +33,7 @@ from devicefactory.actions.outcomes import LineOutcome
 from devicefactory.actions.uploads import work_lines
 from devicefactory.config import Settings
 from devicefactory.db import session_scope, utcnow
+from devicefactory.processes import pause
 
 log = logging.getLogger("devicefactory.actions")
 
@@ -49,7 +50,7 @@ class ActionRunner:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             if not self.run_once(stop):
-                stop.wait(self.poll_seconds)
+                pause(stop, self.poll_seconds)
 
     def run_once(self, stop: threading.Event | None = None) -> bool:
         """Claim and finish one action; False when there was none to do."""

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from devicefactory.db import session_scope, utcnow
 from devicefactory.keys import queries
 from devicefactory.keys.crypto import MasterKey, SealedKeyPair, generate_sealed_key_pairs
+from devicefactory.processes import pause
 
 log = logging.getLogger("devicefactory.keys")
 KEYS_PER_TASK = 4
@@ -50,7 +51,7 @@ class KeyPoolFiller:
             while not stop.is_set():
                 deficit = self.target - self._size()
                 if deficit <= 0:
-                    stop.wait(self.poll_seconds)
+                    pause(stop, self.poll_seconds)
                     continue
                 self._fill(executor, deficit, stop)
         finally:
