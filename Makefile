@@ -33,12 +33,13 @@ run: $(VENV)/.runtime
 	$(BIN)/devicefactory serve --host $(HOST) --port $(PORT)
 
 # The suite runs on SQLite; with DEVICEFACTORY_TEST_DATABASE_URL set it runs on
-# PostgreSQL too.
+# PostgreSQL too (each parallel worker in a database of its own beside the one named).
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev
-	DEVICEFACTORY_TEST_DATABASE_URL= $(BIN)/pytest
+	DEVICEFACTORY_TEST_DATABASE_URL= $(BIN)/pytest -n $(TEST_WORKERS)
 	@if [ -n "$$DEVICEFACTORY_TEST_DATABASE_URL" ]; then \
 		echo "== again on $$DEVICEFACTORY_TEST_DATABASE_URL"; \
-		$(BIN)/pytest -m "not browser"; \
+		$(BIN)/pytest -n $(TEST_WORKERS) -m "not browser"; \
 	fi
 
 check: $(VENV)/.dev

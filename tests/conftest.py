@@ -19,12 +19,12 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, MetaData, text
+from sqlalchemy import Engine, MetaData, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.accounts import secrets as account_secrets
 from devicefactory.config import Settings
-from devicefactory.db import Base, make_engine, make_session_factory
+from devicefactory.db import Base, make_engine, make_session_factory, normalize_url
 from devicefactory.keys.crypto import MasterKey
 from devicefactory.migrate import upgrade_database
 from devicefactory.models import Base as _AllModels  # noqa: F401 - complete metadata
@@ -33,6 +33,17 @@ from tests.live import LiveServer
 from tests.world import World, build_world
 
 TEST_DATABASE_URL = os.environ.get("DEVICEFACTORY_TEST_DATABASE_URL")
+LIVE_FIXTURES = frozenset({"live_server", "working_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``live`` every test that runs a real server process (CI runs them again under a
+    shifted clock: that is where a frozen test clock would meet a real one)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & LIVE_FIXTURES or getattr(module, "LiveServer", None) is LiveServer:
+            item.add_marker(pytest.mark.live)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -45,10 +56,25 @@ def _fast_password_hashing() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> str:
     if TEST_DATABASE_URL:
-        return TEST_DATABASE_URL
+        if worker_id == "master":
+            return TEST_DATABASE_URL
+        return _database_of_worker(TEST_DATABASE_URL, worker_id)
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+def _database_of_worker(url: str, worker_id: str) -> str:
+    """Parallel workers (pytest -n) each get a database of their own beside the given one."""
+    base = make_url(normalize_url(url))
+    name = f"{base.database}_{worker_id}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+        if exists is None:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
