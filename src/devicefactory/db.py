@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, create_engine, event
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, bindparam, create_engine, event, insert
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -166,3 +166,49 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# --- bulk writes on the hot paths ---------------------------------------------------------
+
+
+def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT ``rows`` through ``execute_many``, one statement per set of keys (in order)."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    for names, group in groups.items():
+        execute_many(connection, insert(table).values({name: bindparam(name) for name in names}), group)
+
+
+def execute_many(connection: Connection, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``statement`` once per row, handed straight to the driver's executemany.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's own work on the
+    upload path (measured: ~15 % of a batch), so the rows are shaped here: in the order of
+    the compiled statement's parameters, UTC timestamps as ``UTCDateTime`` stores them on
+    SQLite (drivers take enums of str, and psycopg aware datetimes, as they are).
+    """
+    if not rows:
+        return
+    compiled = statement.compile(dialect=connection.dialect)
+    if not compiled.positional:
+        names = list(compiled.params)
+        connection.exec_driver_sql(str(compiled), [{name: row[name] for name in names} for row in rows])
+        return
+    names = list(compiled.positiontup or ())
+    moments = [i for i, name in enumerate(names) if isinstance(compiled.binds[name].type, UTCDateTime)]
+    parameters = []
+    for row in rows:
+        values = [row[name] for name in names]
+        for i in moments:
+            if values[i] is not None:
+                values[i] = _stored_moment(values[i])
+        parameters.append(tuple(values))
+    connection.exec_driver_sql(str(compiled), parameters)
+
+
+def _stored_moment(value: datetime) -> str:
+    """A datetime as SQLAlchemy stores it in SQLite: naive UTC, with microseconds."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -6,12 +6,13 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, delete, insert, select, true
+from sqlalchemy import ColumnElement, Row, Table, delete, select, true
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor
 from devicefactory.actions.models import ActionLine, ActionStatus, FactoryAction, ValidateOverlay
 from devicefactory.actions.outcomes import FAILED_OUTCOMES, LineOutcome
+from devicefactory.db import insert_many
 from devicefactory.devices.models import Device, Job
 from devicefactory.devices.queries import Reach, reachable
 
@@ -120,8 +121,9 @@ def lock_action(session: Session, action_id: int) -> FactoryAction | None:
 
 def insert_action_lines(session: Session, action_id: int, outcomes: Sequence[LineOutcome]) -> None:
     if outcomes:
-        session.connection().execute(
-            insert(ACTION_LINES),
+        insert_many(
+            session.connection(),
+            ACTION_LINES,
             [
                 {
                     "action_id": action_id,
@@ -181,7 +183,7 @@ def replace_overlay(session: Session, action_id: int, rows: Sequence[dict[str, A
                 ValidateOverlay.action_id == action_id, ValidateOverlay.dsn.in_(dsns[start : start + _CHUNK])
             )
         )
-    session.connection().execute(insert(cast(Table, ValidateOverlay.__table__)), list(rows))
+    insert_many(session.connection(), cast(Table, ValidateOverlay.__table__), rows)
 
 
 def delete_overlay(session: Session, action_id: int) -> None:

@@ -137,18 +137,23 @@ def work_lines(
     if overlay is not None:
         applied = [r.device for r in results if isinstance(r, Result) and r.outcome is Outcome.APPLIED]
         overlay.remember({device.dsn: device for device in applied}.values())
+    for line_no, early in outcomes.items():
+        model, status = _device_state(batch, early.dsn, validate=validate)
+        outcomes[line_no] = replace(early, model=model, device_status=status)
     for (record, request), result in zip(requests, results, strict=True):
-        outcomes[record.line_no] = _line_outcome(record, request.dsn, result)
-    return [_with_device(outcomes[line.line_no], batch, validate=validate) for line in lines]
+        model, status = _device_state(batch, request.dsn, validate=validate)
+        outcomes[record.line_no] = _line_outcome(record, request.dsn, result, model, status)
+    return [outcomes[line.line_no] for line in lines]
 
 
-def _with_device(outcome: LineOutcome, batch: factory_data.Batch, *, validate: bool) -> LineOutcome:
+def _device_state(
+    batch: factory_data.Batch, dsn: str | None, *, validate: bool
+) -> tuple[str | None, str | None]:
     """The device's model and status after the line (a validate changed nothing)."""
-    device = batch.devices.get(outcome.dsn or "")
+    device = batch.devices.get(dsn or "")
     if device is None:
-        return outcome
-    status = batch.stored_status[device.dsn] if validate else device.status
-    return replace(outcome, model=device.model, device_status=status)
+        return None, None
+    return device.model, batch.stored_status[device.dsn] if validate else device.status
 
 
 def _early_outcome(line: ParsedLine, upload_type: str) -> LineOutcome | None:
@@ -203,12 +208,20 @@ def _request(record: LogRecord, action: FactoryAction) -> Request:
     return Request(dsn, body, line_oem_id=str(body.pop("oem_id", "") or "") or None)
 
 
-def _line_outcome(record: LogRecord, dsn: str, result: factory_data.Result | ServiceError) -> LineOutcome:
+def _line_outcome(
+    record: LogRecord,
+    dsn: str,
+    result: factory_data.Result | ServiceError,
+    model: str | None,
+    status: str | None,
+) -> LineOutcome:
+    line_no, raw = record.line_no, record.raw
+    device = {"model": model, "device_status": status}
     if isinstance(result, ConflictingValues):
         changes = "; ".join(change.describe() for change in result.changes)
-        return LineOutcome(record.line_no, record.raw, dsn, "conflict", result.code, result.message, changes)
+        return LineOutcome(line_no, raw, dsn, "conflict", result.code, result.message, changes, **device)
     if isinstance(result, ServiceError):
-        return LineOutcome(record.line_no, record.raw, dsn, "invalid", result.code, result.message)
+        return LineOutcome(line_no, raw, dsn, "invalid", result.code, result.message, **device)
     applied = "; ".join(change.describe() for change in result.changes) or None
     message = "already holds these values" if result.outcome is Outcome.IDENTICAL else None
-    return LineOutcome(record.line_no, record.raw, dsn, result.outcome.value, None, message, applied)
+    return LineOutcome(line_no, raw, dsn, result.outcome.value, None, message, applied, **device)

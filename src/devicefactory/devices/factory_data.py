@@ -49,8 +49,9 @@ class Change:
     new: object
 
     def describe(self) -> str:
-        old = F.display(self.name, self.old) or "(none)"
-        return f"{self.name}: {old} -> {F.display(self.name, self.new)}"
+        old = "(none)" if self.old is None else F.display(self.name, self.old) or "(none)"
+        new = self.new if type(self.new) is str else F.display(self.name, self.new)
+        return f"{self.name}: {old} -> {new}"
 
 
 @dataclass

@@ -75,15 +75,30 @@ class CleanFields:
 def clean_fields(raw: Mapping[str, object], names: tuple[str, ...]) -> CleanFields:
     """Normalise each of ``names`` present in ``raw``; missing ones are left out."""
     result = CleanFields()
+    values = result.values
     for name in names:
         value = raw.get(name)
-        if is_missing(value):
+        if value is None or value == "":
             continue
+        if type(value) is str and name not in _SPECIAL:
+            # The common case of the upload path, inline: plain printable text.
+            text = value.strip()
+            if text and len(text) <= MAX_HWSIG and text.isprintable():
+                values[name] = text
+                continue
+            if not text:
+                continue
         _clean_one(result, name, value)
     return result
 
 
+# Fields with rules of their own (the rest are plain text).
+_SPECIAL = frozenset({"dom_at", "ads_connect_flag", "mac"})
+
+
 def _clean_one(result: CleanFields, name: str, value: object) -> None:
+    if is_missing(value):
+        return
     if name == "dom_at":
         parsed = parse_dom(value)
         if parsed is None:

@@ -14,7 +14,6 @@ from sqlalchemy import (
     bindparam,
     false,
     func,
-    insert,
     or_,
     select,
     true,
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from devicefactory.accounts.models import ModuleModel
 from devicefactory.accounts.policy import Actor
+from devicefactory.db import execute_many, insert_many
 from devicefactory.devices.models import Counter, Device, DeviceStatus, Job
 from devicefactory.devices.records import RECORD_COLUMNS, DeviceRecord
 from devicefactory.devices.search import DeviceSearch, literal_prefix
@@ -128,13 +128,12 @@ def _ensure_counter(session: Session, name: str) -> None:
 
 
 def insert_devices(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    session.execute(insert(Device), list(rows))
+    insert_many(session.connection(), DEVICES, rows)
 
 
 def insert_jobs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        # Core executemany: the ORM's bulk path costs more than the insert itself here.
-        session.connection().execute(insert(JOBS), list(rows))
+    # Straight to the driver: the ORM's bulk path costs more than the insert itself here.
+    insert_many(session.connection(), JOBS, rows)
 
 
 def find_devices(
@@ -175,7 +174,7 @@ def update_devices(session: Session, records: Iterable[DeviceRecord]) -> None:
             .where(table.c.dsn == bindparam("key"))
             .values({n: bindparam(f"new_{n}") for n in names})
         )
-        session.connection().execute(statement, rows)
+        execute_many(session.connection(), statement, rows)
 
 
 def unique_holders(session: Session, values: dict[str, set[str]]) -> dict[tuple[str, str], str]:

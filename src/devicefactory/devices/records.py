@@ -57,9 +57,9 @@ class DeviceRecord:
     last_job_failed: bool
 
     def __init__(self, values: dict[str, Any]) -> None:
-        object.__setattr__(self, "changed", {})
-        for name in RECORD_COLUMNS:
-            object.__setattr__(self, name, values[name])
+        # Straight into __dict__: __setattr__ would count the loaded values as changes.
+        self.__dict__.update(values)
+        self.__dict__["changed"] = {}
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
