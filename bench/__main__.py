@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import keygen, machine, manufacture, reserve, search, upload
+from bench import isolation, keygen, machine, manufacture, reserve, search, upload
 from bench.report import RESULTS_DIR, write_json
 
 BENCHMARKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -17,6 +17,7 @@ BENCHMARKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
     ("manufacture", manufacture.run),
     ("upload", upload.run),
     ("search", search.run),
+    ("isolation", isolation.run),
 ]
 
 

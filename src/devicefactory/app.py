@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -20,9 +21,11 @@ from devicefactory.config import Settings
 from devicefactory.dashboard.router import dashboard_router
 from devicefactory.db import make_engine, make_reader_engine, make_session_factory, utcnow
 from devicefactory.devices.router import router as devices_router
+from devicefactory.errors import Forbidden
 from devicefactory.gauges import database_gauges
+from devicefactory.limits import InFlightLimit, RateLimit
 from devicefactory.metrics import Metrics
-from devicefactory.web import RequestContextMiddleware, install_error_handlers
+from devicefactory.web import RequestContextMiddleware, SignInLimits, error_response, install_error_handlers
 
 API_DESCRIPTION = """\
 Device Factory Service: reserve device serial numbers (DSNs) with their RSA key pairs,
@@ -39,9 +42,16 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
 ) -> FastAPI:
     """Build the app; nothing happens at import time."""
-    factory = session_factory or make_session_factory(make_engine(settings.database_url))
+    timeout = settings.statement_timeout_seconds
+    factory = session_factory or make_session_factory(
+        make_engine(settings.database_url, statement_timeout=timeout)
+    )
     # Tests hand in one factory for everything; a server reads through its own engine.
-    reader = factory if session_factory else make_session_factory(make_reader_engine(settings.database_url))
+    reader = (
+        factory
+        if session_factory
+        else make_session_factory(make_reader_engine(settings.database_url, statement_timeout=timeout))
+    )
     metrics = Metrics()
     metrics.add_database_gauges(lambda: database_gauges(reader))
 
@@ -60,6 +70,28 @@ def create_app(
     app.state.read_session_factory = reader
     app.state.clock = clock
     app.state.metrics = metrics
+    app.state.heavy_reads = InFlightLimit(
+        "heavy_reads_per_oem",
+        settings.heavy_requests_per_oem,
+        "file downloads, searches and exports in flight for your OEM",
+        on_refusal=metrics.refused,
+    )
+    app.state.sign_in_limits = SignInLimits(
+        RateLimit(
+            "sign_in_per_address",
+            settings.sign_in_per_address_per_minute,
+            60,
+            "sign-ins from your address",
+            on_refusal=metrics.refused,
+        ),
+        RateLimit(
+            "sign_in_per_email",
+            settings.sign_in_per_email_per_minute,
+            60,
+            "sign-ins with this email",
+            on_refusal=metrics.refused,
+        ),
+    )
     install_error_handlers(app)
     app.include_router(users_router)
     app.include_router(admin_router)
@@ -71,6 +103,8 @@ def create_app(
         RequestContextMiddleware,
         max_body=settings.max_json_bytes,
         max_upload=settings.max_upload_bytes,
+        max_headers=settings.max_header_bytes,
+        body_idle_seconds=settings.body_idle_seconds,
         observe=metrics.observe,
     )
     app.add_middleware(JsonSuffixMiddleware)
@@ -88,9 +122,20 @@ def _add_operational_routes(app: FastAPI, factory: sessionmaker[Session], metric
         return JSONResponse({"status": "ok"})
 
     @app.get("/metrics", tags=["operations"])
-    def prometheus_metrics(_request: Request) -> Response:
-        """Prometheus text format."""
+    def prometheus_metrics(request: Request) -> Response:
+        """Prometheus text format: with `Authorization: Bearer <DEVICEFACTORY_METRICS_TOKEN>`,
+        or from this host alone when no token is set."""
+        if not metrics_allowed(request, request.app.state.settings.metrics_token):
+            return error_response(Forbidden("Forbidden: /metrics needs the metrics token"))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_allowed(request: Request, token: str | None) -> bool:
+    if token:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(given.encode(), token.encode())
+    host = request.client.host if request.client else ""
+    return host in ("127.0.0.1", "::1", "localhost", "testclient")
 
 
 def _ping(factory: sessionmaker[Session]) -> None:

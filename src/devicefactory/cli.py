@@ -59,6 +59,8 @@ def run_service(settings: Settings, work: Callable[[Session], T]) -> T:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Device Factory Service."""
+    # Every file the service makes (database, master key, uploads) is its own alone.
+    os.umask(0o077)
     ctx.obj = Settings()
 
 

@@ -18,6 +18,10 @@ class Settings(BaseSettings):
     master_key_file: Path = Path("var/master.key")
     dsn_prefix: str = Field(default="AC000W", pattern=r"^[A-Z0-9]{1,12}$")
     key_pool_target: int = Field(default=5000, ge=0)
+    # Fair share of the pool (devices.service.KeyPoolShare); by default 20 % of the target
+    # is kept for small batches of at most a quarter of that per OEM in five minutes.
+    key_pool_floor: int | None = Field(default=None, ge=0)
+    key_pool_small_batch: int | None = Field(default=None, ge=0)
     key_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     token_ttl: int = Field(default=86400, ge=60)
     upload_dir: Path = Path("var/uploads")
@@ -27,6 +31,15 @@ class Settings(BaseSettings):
     upload_retention_days: int = Field(default=90, ge=1)
     lockout_failures: int = 5
     lockout_seconds: int = 30 * 60
+    # Isolation and limits (SPEC §11); counted per web process.
+    heavy_requests_per_oem: int = Field(default=4, ge=1)
+    sign_in_per_address_per_minute: int = Field(default=30, ge=1)
+    sign_in_per_email_per_minute: int = Field(default=10, ge=1)
+    statement_timeout_seconds: float = Field(default=30, gt=0)
+    body_idle_seconds: float = Field(default=15, gt=0)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    # /metrics answers a request with "Authorization: Bearer <token>", or from loopback alone.
+    metrics_token: str | None = None
     # Background workers inside `serve`; tests and `serve --no-workers` switch them off.
     run_workers: bool = True
     action_batch_size: int = Field(default=500, ge=1)

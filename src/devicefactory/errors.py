@@ -7,7 +7,11 @@ Exception tree (all carry an HTTP status and render as
     ├── Unauthorized          AFS-401  401
     ├── Forbidden             AFS-403  403
     ├── NotFound              AFS-404  404
+    ├── RequestTimeout        AFS-408  408   (a request body that stopped arriving)
     ├── PayloadTooLarge       AFS-413  413
+    ├── HeadersTooLarge       AFS-431  431
+    ├── TooManyRequests       AFS-429  429   (a limit; with Retry-After)
+    ├── TooSlow               AFS-503  503   (a query stopped by the statement timeout)
     ├── Conflict              AFS-409  409   (admin: a taken email, name, ...)
     └── ValidationFailed      AFS-600  422   (and the numbered AFS-60x below)
 """
@@ -30,6 +34,10 @@ class ServiceError(Exception):
         # Set by a service that recorded the refusal itself (a failed job, a failed
         # sign-in): the boundary then commits that record instead of rolling back.
         self.commit_recorded = False
+        # Seconds after which a retry may succeed (the Retry-After header), if known.
+        self.retry_after: int | None = None
+        # Response headers that say more than the body may (the body keeps the seed's shape).
+        self.headers: dict[str, str] = {}
 
     def recorded(self) -> ServiceError:
         self.commit_recorded = True
@@ -69,8 +77,51 @@ class NotFound(ServiceError):
 
 
 class AccountLocked(Unauthorized):
+    """Said alike of every email, known or not (§11): it reveals nothing about accounts."""
+
+    def __init__(self, minutes: int) -> None:
+        unit = "minute" if minutes == 1 else "minutes"
+        super().__init__(
+            f"Too many failed sign-ins: signing in with this email is locked for {minutes} more {unit}"
+        )
+
+
+class RequestTimeout(ServiceError):
+    code = "AFS-408"
+    status_code = 408
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"Request Timeout: no part of the request body arrived for {seconds:g} seconds")
+
+
+class HeadersTooLarge(ServiceError):
+    code = "AFS-431"
+    status_code = 431
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request Header Fields Too Large: the headers may hold at most {limit} bytes")
+
+
+class TooManyRequests(ServiceError):
+    """AFS-429: a limit was reached; ``retry_after`` says when to try again."""
+
+    code = "AFS-429"
+    status_code = 429
+
+    def __init__(self, what: str, retry_after: int) -> None:
+        super().__init__(f"Too many requests: {what}. Retry after {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+class TooSlow(ServiceError):
+    code = "AFS-503"
+    status_code = 503
+
     def __init__(self) -> None:
-        super().__init__("Too many failed sign-ins: the account is locked, try again later")
+        super().__init__(
+            "Service Unavailable: the request took too long and was stopped; narrow it or try again later"
+        )
+        self.retry_after = 30
 
 
 class Conflict(ServiceError):
@@ -87,6 +138,7 @@ class PayloadTooLarge(ServiceError):
 
 
 FAILURES_PREFIX = "There were some failures while processing: "
+RESERVABLE_HEADER = "X-Reservable-Now"
 
 
 class ValidationFailed(ServiceError):
@@ -137,8 +189,12 @@ class ReservationLimitExceeded(ServiceError):
 class KeyPoolExhausted(ServiceError):
     code = "AFS-605"
 
-    def __init__(self) -> None:
+    def __init__(self, retry_after: int | None = None, *, reservable: int | None = None) -> None:
         super().__init__("There are not enough reservable devices for your request. Please try later")
+        self.retry_after = retry_after
+        if reservable is not None:
+            # How many DSNs the caller could reserve right now (docs/api.md).
+            self.headers[RESERVABLE_HEADER] = str(reservable)
 
 
 class AlreadyManufactured(ServiceError):

@@ -9,21 +9,22 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.actions.models import ActionStatus, FactoryAction
+from devicefactory.db import utcnow
 from devicefactory.devices.queries import KEYS_GENERATED, counter_value
-from devicefactory.keys import pool, queries
+from devicefactory.keys import queries
 
 
 def database_gauges(factory: sessionmaker[Session]) -> Iterable[Metric]:
     with factory() as session:
         size = queries.pool_size(session)
-        rate = pool.fill_rate(session)
+        rate = queries.fill_rate(session, utcnow())
         generated = counter_value(session, KEYS_GENERATED)
         rows = session.execute(select(FactoryAction.status, func.count()).group_by(FactoryAction.status))
         by_status: dict[str, int] = dict(rows.all())
     yield _gauge("devicefactory_key_pool_size", "Key pairs ready in the pool.", size)
     yield _gauge(
         "devicefactory_key_pool_fill_rate",
-        "Key pairs per second added in the last minute and still in the pool.",
+        "Key pairs per second the running pool fillers make, together.",
         rate,
     )
     total = CounterMetricFamily("devicefactory_keys_generated", "Key pairs generated since the start.")

@@ -30,6 +30,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.limited = Counter(
+            "devicefactory_limited_requests_total",
+            "Requests refused with 429 AFS-429, by limit.",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.reserves = Counter(
+            "devicefactory_reserves_total",
+            "Successful reserves, by OEM (platform: the platform's own).",
+            ["oem"],
+            registry=self.registry,
+        )
+
+    def refused(self, limit: str) -> None:
+        self.limited.labels(limit).inc()
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from alembic import command
@@ -34,6 +35,13 @@ def upgrade_database(url_or_engine: str | Engine) -> None:
 
 
 def _ensure_sqlite_directory(url: str) -> None:
+    """The database's directory exists, and the database's files are the service's alone
+    (0700, 0600), also when an older version made them readable by others."""
     url = normalize_url(url)
     if url.startswith("sqlite:///") and ":memory:" not in url:
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(url[len("sqlite:///") :])
+        database.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path in database.parent.glob(database.name + "*"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mode & 0o077:
+                    path.chmod(0o600)

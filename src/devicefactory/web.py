@@ -10,16 +10,17 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, Protocol
 
+import anyio
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -29,16 +30,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from devicefactory.accounts import service as accounts
 from devicefactory.accounts.policy import Actor
 from devicefactory.config import Settings
+from devicefactory.db import is_statement_timeout
 from devicefactory.errors import (
+    HeadersTooLarge,
     MalformedRequest,
     MissingAttributes,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceError,
+    TooSlow,
     Unauthorized,
     ValidationFailed,
 )
 from devicefactory.keys.crypto import MasterKey
+from devicefactory.limits import InFlightLimit, RateLimit, Slot
 
 log = logging.getLogger("devicefactory.web")
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -182,7 +188,80 @@ async def get_master_key(request: Request) -> MasterKey:
     return key
 
 
+async def get_read_sessions(request: Request) -> sessionmaker[Session]:
+    """Sessions that only read (on SQLite they never take the writer lock): one per page of
+    a streamed file (actions/files.py), or the reads before a slow step (sign-in)."""
+    factory: sessionmaker[Session] = request.app.state.read_session_factory
+    return factory
+
+
+@dataclass(frozen=True)
+class SignInLimits:
+    by_address: RateLimit
+    by_email: RateLimit
+
+
+def limit_sign_in(request: Request, email: object) -> None:
+    """Count a sign-in attempt against its client address and its email, or AFS-429 (§11)."""
+    limits: SignInLimits = request.app.state.sign_in_limits
+    limits.by_address.hit(client_address(request))
+    limits.by_email.hit(accounts.email_key(email))
+
+
+def count_reserve(request: Request, oem_id: str | None) -> None:
+    """The reserves-per-OEM metric."""
+    request.app.state.metrics.reserves.labels(oem_id or "platform").inc()
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def heavy_slot(request: Request, actor: Actor) -> Slot:
+    """Admit one heavy read (a file, a search, an export) for the caller's OEM, or AFS-429."""
+    limit: InFlightLimit = request.app.state.heavy_reads
+    return limit.enter(actor.oem_id or f"user {actor.user_id}")
+
+
+class Streamed(Protocol):
+    @property
+    def filename(self) -> str: ...
+    @property
+    def media_type(self) -> str: ...
+    @property
+    def chunks(self) -> Iterator[bytes]: ...
+
+
+class StreamedFile(StreamingResponse):
+    """A file sent as it is read; its heavy-read slot is freed however the sending ends
+    (done, failed, or its client gone: Starlette then stops iterating the chunks)."""
+
+    def __init__(self, file: Streamed, slot: Slot, headers: dict[str, str] | None = None) -> None:
+        disposition = {"Content-Disposition": f'attachment; filename="{file.filename}"'}
+        super().__init__(file.chunks, media_type=file.media_type, headers={**disposition, **(headers or {})})
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
+
+
+def stream_heavy(
+    request: Request, actor: Actor, make: Callable[[], Streamed], headers: dict[str, str] | None = None
+) -> StreamedFile:
+    """Admit the read, make the file (tenant checks run now), and stream it."""
+    slot = heavy_slot(request, actor)
+    try:
+        return StreamedFile(make(), slot, headers)
+    except BaseException:
+        slot.release()
+        raise
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionsDep = Annotated[sessionmaker[Session], Depends(get_read_sessions)]
 MasterKeyDep = Annotated[MasterKey, Depends(get_master_key)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
 NowDep = Annotated[datetime, Depends(get_now)]
@@ -289,8 +368,16 @@ def error_response(error: ServiceError, headers: dict[str, str] | None = None) -
 
 async def _service_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    headers = {"WWW-Authenticate": "auth_token"} if isinstance(exc, Unauthorized) else None
-    return error_response(exc, headers)
+    return error_response(exc, error_headers(exc))
+
+
+def error_headers(error: ServiceError) -> dict[str, str]:
+    """WWW-Authenticate on 401, Retry-After whenever the error knows when to retry."""
+    headers = {"WWW-Authenticate": "auth_token"} if isinstance(error, Unauthorized) else {}
+    headers.update(error.headers)
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
+    return headers
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
@@ -321,6 +408,14 @@ async def _database_refused_value(_request: Request, exc: Exception) -> Response
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    if is_statement_timeout(exc):
+        log.warning("statement timeout on %s %s", request.method, request.url.path)
+        error = TooSlow()
+        return error_response(error, error_headers(error))
+    return await _unexpected_error(request, exc)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     body = {"error": [{"code": "AFS-500", "message": "Internal server error"}]}
@@ -332,6 +427,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DataError, _database_refused_value)
+    app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -339,7 +435,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class RequestContextMiddleware:
-    """Request id (X-Request-Id), access log line, metrics, and the body size limit."""
+    """Request id (X-Request-Id), access log line, metrics, HSTS under TLS, and the limits a
+    request meets before any route: header size, body size, a body that stops arriving."""
 
     def __init__(
         self,
@@ -347,11 +444,15 @@ class RequestContextMiddleware:
         *,
         max_body: int,
         max_upload: int,
+        max_headers: int,
+        body_idle_seconds: float,
         observe: Callable[[str, str, int, float], None],
     ) -> None:
         self.app = app
         self.max_body = max_body
         self.max_upload = max_upload
+        self.max_headers = max_headers
+        self.body_idle_seconds = body_idle_seconds
         self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -364,55 +465,98 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         limit = self.max_upload if _is_multipart(scope) else self.max_body
+        extra = [(b"x-request-id", request_id.encode())]
+        if scope.get("scheme") == "https":
+            extra.append((b"strict-transport-security", b"max-age=31536000"))
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         try:
-            declared = _content_length(scope)
-            if declared is not None and declared > limit:
-                await _send_too_large(limit, send_with_id)
+            refusal = self._refused_at_once(scope, limit)
+            if refusal is not None:
+                await _send_error(refusal, send_with_id)
                 return
-            await self.app(scope, _limited_receive(receive, limit), send_with_id)
-        except _BodyTooLarge:
-            await _send_too_large(limit, send_with_id)
+            await self.app(scope, self._guarded_receive(receive, limit), send_with_id)
+        except _Refused as refused:
+            await _send_error(refused.error, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            path_template = getattr(route, "path", "unmatched")
-            self.observe(scope["method"], path_template, status, elapsed)
-            log.info("%s %s %s %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+            self.observe(scope["method"], getattr(scope.get("route"), "path", "unmatched"), status, elapsed)
+            _access_log(scope, status, elapsed)
             request_id_var.reset(token)
 
+    def _refused_at_once(self, scope: Scope, limit: int) -> ServiceError | None:
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_headers:
+            return HeadersTooLarge(self.max_headers)
+        declared = _content_length(scope)
+        return PayloadTooLarge(limit) if declared is not None and declared > limit else None
 
-class _BodyTooLarge(Exception):
-    pass
+    def _guarded_receive(self, receive: Receive, limit: int) -> Receive:
+        """The body, refused past ``limit`` bytes or when no part of it arrives for a while
+        (a client that opens a request and stalls would hold its worker for ever)."""
+        seen, complete = 0, False
+        idle = self.body_idle_seconds
+
+        async def wrapped() -> Message:
+            nonlocal seen, complete
+            if complete:
+                return await receive()  # only a disconnect is left to hear of: wait for it
+            try:
+                with anyio.fail_after(idle):
+                    message = await receive()
+            except TimeoutError:
+                raise _Refused(RequestTimeout(idle)) from None
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
+                if seen > limit:
+                    raise _Refused(PayloadTooLarge(limit))
+            return message
+
+        return wrapped
 
 
-def _limited_receive(receive: Receive, limit: int) -> Receive:
-    seen = 0
-
-    async def wrapped() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise _BodyTooLarge()
-        return message
-
-    return wrapped
+class _Refused(Exception):
+    def __init__(self, error: ServiceError) -> None:
+        self.error = error
 
 
-async def _send_too_large(limit: int, send: Send) -> None:
-    response = error_response(PayloadTooLarge(limit))
-    await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
+async def _send_error(error: ServiceError, send: Send) -> None:
+    response = error_response(error, error_headers(error))
+    await send({"type": "http.response.start", "status": error.status_code, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
+
+
+def _access_log(scope: Scope, status: int, elapsed: float) -> None:
+    """One line a request: who (user, OEM, client address), what, and how it went."""
+    actor: Actor | None = scope.get("state", {}).get("actor")
+    client = scope.get("client")
+    log.info(
+        "%s %s %s %.1fms client=%s user=%s oem=%s",
+        scope["method"],
+        scope["path"],
+        status,
+        elapsed * 1000,
+        client[0] if client else "-",
+        actor.email if actor else "-",
+        (actor.oem_id or "platform") if actor else "-",
+        extra={
+            "http": {
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 1),
+                "client": client[0] if client else None,
+                "user": actor.email if actor else None,
+                "oem": actor.oem_id if actor else None,
+            }
+        },
+    )
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -113,7 +113,7 @@ def test_failed_sign_in_shows_a_message_then_locks(app: FastAPI, world: World) -
             assert "df_session" not in client.cookies
         locked = sign_in_form(client, world.emails["mm"])  # even the right password
     assert locked.status_code == 401
-    assert "the account is locked" in locked.text
+    assert "signing in with this email is locked for 30 more minutes" in locked.text
     assert locked.headers["content-type"].startswith("text/html")
 
 

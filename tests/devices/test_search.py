@@ -146,8 +146,12 @@ def fleet(world: World, pool: Pool, clock: FrozenClock) -> dict[str, int]:
     # Refusals on reachable devices: each leaves a failed job as the device's latest.
     again = manufacture(world, "mm", 2, mac="0011223344ab", hwsig="hw-b")
     assert (again.status_code, again.json()["error"][0]["code"]) == (422, "AFS-606"), again.text
+    # A product maker's refused provision of 3 is its own record (§11); the module maker's
+    # own refusal after it is 3's latest failed job.
     missing = provision(world, "mom", 3, model="AY001MTP1", oem_model="lamp")
     assert (missing.status_code, missing.json()["error"][0]["code"]) == (422, "AFS-607"), missing.text
+    again = manufacture(world, "mm", 3, mac="001122334403", hwsig="hw-c")
+    assert (again.status_code, again.json()["error"][0]["code"]) == (422, "AFS-606"), again.text
     return actions
 
 

@@ -34,8 +34,6 @@ class User(Base):
     oem_id: Mapped[str | None] = mapped_column(
         ForeignKey("oems.oem_id", ondelete="RESTRICT"), index=True, default=None
     )
-    failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     oem: Mapped[Oem | None] = relationship(lazy="raise")
@@ -65,3 +63,17 @@ class AuthToken(Base):
     refresh_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SignInFailures(Base):
+    """Failed sign-ins in a row for one email, known or not, and its lock (§5, §11).
+
+    Kept by a hash of the lowercased email: an unknown email is locked exactly as a known
+    one, and what people type in the email field (sometimes a password) is not stored.
+    """
+
+    __tablename__ = "sign_in_failures"
+
+    email_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

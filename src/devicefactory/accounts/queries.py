@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from devicefactory.accounts.models import AuthToken, ModuleModel, Oem, User
+from devicefactory.accounts.models import AuthToken, ModuleModel, Oem, SignInFailures, User
 from devicefactory.accounts.policy import Actor
 
 
@@ -78,3 +81,36 @@ def get_oem_for_update(session: Session, oem_id: str) -> Oem | None:
 
 def get_user(session: Session, user_id: int) -> User | None:
     return session.get(User, user_id)
+
+
+def sign_in_lock(session: Session, email_key: str) -> datetime | None:
+    """Until when sign-in with this email is locked (None: not locked, or never was)."""
+    found: datetime | None = session.scalar(
+        select(SignInFailures.locked_until).where(SignInFailures.email_key == email_key)
+    )
+    return found
+
+
+def count_failed_sign_in(session: Session, email_key: str) -> int:
+    """One more failure in a row (atomically, so parallel guesses all count); the new count."""
+    make_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        make_insert(SignInFailures)
+        .values(email_key=email_key, failures=1)
+        .on_conflict_do_update(index_elements=["email_key"], set_={"failures": SignInFailures.failures + 1})
+        .returning(SignInFailures.failures)
+    )
+    failures: int = session.execute(statement).scalar_one()
+    return failures
+
+
+def lock_sign_in(session: Session, email_key: str, until: datetime) -> None:
+    session.execute(
+        update(SignInFailures)
+        .where(SignInFailures.email_key == email_key)
+        .values(failures=0, locked_until=until)
+    )
+
+
+def clear_sign_in_failures(session: Session, email_key: str) -> None:
+    session.execute(delete(SignInFailures).where(SignInFailures.email_key == email_key))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from devicefactory.accounts import service
 from devicefactory.accounts.policy import require_platform_admin
@@ -15,10 +15,12 @@ from devicefactory.web import (
     ActorDep,
     JsonBody,
     NowDep,
+    ReadSessionsDep,
     SessionDep,
     SettingsDep,
     TextBody,
     TransactionalRoute,
+    limit_sign_in,
     section,
 )
 
@@ -27,13 +29,23 @@ admin_router = APIRouter(prefix="/devicefactory/v1/admin", tags=["admin"], route
 
 
 @users_router.post("/sign_in")
-def sign_in(body: JsonBody, session: SessionDep, settings: SettingsDep, now: NowDep) -> dict[str, Any]:
-    """Sign in with email and password (`/users/sign_in.json`)."""
+def sign_in(
+    body: JsonBody,
+    request: Request,
+    read: ReadSessionsDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
+) -> dict[str, Any]:
+    """Sign in with email and password (`/users/sign_in.json`); limited per address and email."""
     user = section(body, "user")
+    email, password = _text(user, "email"), _text(user, "password")
+    limit_sign_in(request, email)
     tokens = service.sign_in(
+        read,
         session,
-        email=_text(user, "email"),
-        password=_text(user, "password"),
+        email=email,
+        password=password,
         now=now,
         token_ttl=settings.token_ttl,
         lockout=service.LockoutPolicy(settings.lockout_failures, _seconds(settings.lockout_seconds)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,11 +18,17 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+# Hashes being checked at once in a process: each takes argon2's 64 MiB and a core, so a
+# storm of sign-ins may not take the memory and every core of the web process.
+_CHECKING = threading.BoundedSemaphore(2)
+
+
 def verify_password(password_hash: str | None, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    with _CHECKING:
+        try:
+            return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 def new_token() -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.accounts import queries
 from devicefactory.accounts.models import (
@@ -149,6 +151,7 @@ def list_models(session: Session) -> Sequence[ModuleModel]:
 
 
 def sign_in(
+    read: sessionmaker[Session],
     session: Session,
     *,
     email: str,
@@ -157,20 +160,30 @@ def sign_in(
     token_ttl: int,
     lockout: LockoutPolicy = LockoutPolicy(),
 ) -> IssuedTokens:
-    # Locked: parallel guesses must each count towards the lockout (PostgreSQL).
-    user = queries.get_user_by_email(session, email, lock=True) if isinstance(email, str) else None
-    password_ok = verify_password(user.password_hash if user else None, password)
-    if user is None:
-        raise InvalidCredentials()
-    if user.locked_until is not None and user.locked_until > now:
-        raise AccountLocked()
-    if not password_ok:
-        _record_failed_sign_in(user, now=now, lockout=lockout)
-        session.flush()
+    """Check the password, then record the outcome.
+
+    The checks read through ``read`` and the slow password hash runs before ``session``
+    is first used, so no write lock (SQLite's single writer) is held while hashing. An
+    unknown email costs and answers exactly as a known one, lock included (§11).
+    """
+    key = email_key(email)
+    with read() as reader:
+        user = queries.get_user_by_email(reader, email) if isinstance(email, str) else None
+        locked_until = queries.sign_in_lock(reader, key)
+    if locked_until is not None and locked_until > now:
+        raise AccountLocked(math.ceil((locked_until - now).total_seconds() / 60))
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        if queries.count_failed_sign_in(session, key) >= lockout.failures:
+            queries.lock_sign_in(session, key, now + lockout.duration)
         raise InvalidCredentials().recorded()
-    user.failed_sign_ins = 0
-    user.locked_until = None
+    queries.clear_sign_in_failures(session, key)
     return _issue_tokens(session, user, now=now, token_ttl=token_ttl)
+
+
+def email_key(email: object) -> str:
+    """What failures are counted under: a hash of the email as users are found by it."""
+    text = email.strip().lower() if isinstance(email, str) else repr(email)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def refresh_tokens(session: Session, *, refresh_token: str, now: datetime, token_ttl: int) -> IssuedTokens:
@@ -228,13 +241,6 @@ def _issue_tokens(session: Session, user: User, *, now: datetime, token_ttl: int
     )
     session.flush()
     return IssuedTokens(access_token=access, refresh_token=refresh, expires_in=token_ttl, role=user.role)
-
-
-def _record_failed_sign_in(user: User, *, now: datetime, lockout: LockoutPolicy) -> None:
-    user.failed_sign_ins += 1
-    if user.failed_sign_ins >= lockout.failures:
-        user.locked_until = now + lockout.duration
-        user.failed_sign_ins = 0
 
 
 def _new_oem_id(session: Session) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -58,16 +58,19 @@ def search_actions(
     return session.scalars(query.order_by(FactoryAction.id.desc()).limit(limit)).all()
 
 
-def reserve_rows(session: Session, action_id: int) -> Iterator[Row[Device, Job]]:
-    """Each device a reserve action made, with that action's job on it, in DSN order."""
+def reserve_rows(session: Session, action_id: int, after_dsn: str | None, limit: int) -> Sequence[Any]:
+    """A page of the devices a reserve action made, with that action's job on each, in DSN order:
+    (dsn, model, status, result, error_code)."""
     query = (
-        select(Device, Job)
+        select(Device.dsn, Device.model, Device.status, Job.result, Job.error_code)
         .join(Job, (Job.dsn == Device.dsn) & (Job.action_id == action_id))
         .where(Device.reserve_action_id == action_id)
         .order_by(Device.dsn)
-        .execution_options(yield_per=1000)
+        .limit(limit)
     )
-    yield from session.execute(query)
+    if after_dsn is not None:
+        query = query.where(Device.dsn > after_dsn)
+    return session.execute(query).all()
 
 
 def reserve_keys(session: Session, action_id: int) -> Sequence[Row[str, str]]:
@@ -79,11 +82,34 @@ def reserve_keys(session: Session, action_id: int) -> Sequence[Row[str, str]]:
     return session.execute(query).all()
 
 
-def action_lines(session: Session, action_id: int, *, failed_only: bool = False) -> Iterator[ActionLine]:
+def action_lines(
+    session: Session, action_id: int, *, failed_only: bool = False, limit: int
+) -> Sequence[ActionLine]:
+    """The first ``limit`` line outcomes of an upload (the dashboard's list)."""
     query = select(ActionLine).where(ActionLine.action_id == action_id)
     if failed_only:
         query = query.where(ActionLine.outcome.in_(FAILED_OUTCOMES))
-    yield from session.scalars(query.order_by(ActionLine.line_no).execution_options(yield_per=1000))
+    return session.scalars(query.order_by(ActionLine.line_no).limit(limit)).all()
+
+
+def action_lines_page(
+    session: Session, action_id: int, after_line: int, limit: int, *, failed_only: bool
+) -> Sequence[Any]:
+    """A page of line outcomes after ``after_line``: (line_no, dsn, outcome, model, device_status,
+    error_code, message, raw)."""
+    query = select(
+        ActionLine.line_no,
+        ActionLine.dsn,
+        ActionLine.outcome,
+        ActionLine.model,
+        ActionLine.device_status,
+        ActionLine.error_code,
+        ActionLine.message,
+        ActionLine.raw,
+    ).where(ActionLine.action_id == action_id, ActionLine.line_no > after_line)
+    if failed_only:
+        query = query.where(ActionLine.outcome.in_(FAILED_OUTCOMES))
+    return session.execute(query.order_by(ActionLine.line_no).limit(limit)).all()
 
 
 def action_devices(

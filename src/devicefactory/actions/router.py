@@ -11,7 +11,16 @@ from starlette.concurrency import run_in_threadpool
 from devicefactory.actions import service, uploads
 from devicefactory.actions.schemas import action_json
 from devicefactory.devices.schemas import device_json
-from devicefactory.web import ActorDep, NowDep, SessionDep, SettingsDep, TransactionalRoute, parse_upload_form
+from devicefactory.web import (
+    ActorDep,
+    NowDep,
+    ReadSessionsDep,
+    SessionDep,
+    SettingsDep,
+    TransactionalRoute,
+    parse_upload_form,
+    stream_heavy,
+)
 
 router = APIRouter(
     prefix="/devicefactory/v1/factory_actions",
@@ -88,8 +97,12 @@ def get_action(
 
 
 @router.get("/{action_id}/files/{kind}")
-def download(action_id: int, kind: str, actor: ActorDep, session: SessionDep) -> Response:
-    """`csv`, `log`, `xml` (reserve: the encrypted DSN bundle) or `failed` (upload lines to fix)."""
-    file = service.action_file(session, actor, action_id, kind)
-    disposition = f'attachment; filename="{file.filename}"'
-    return Response(file.content, media_type=file.media_type, headers={"Content-Disposition": disposition})
+def download(
+    action_id: int, kind: str, request: Request, actor: ActorDep, session: SessionDep, pages: ReadSessionsDep
+) -> Response:
+    """`csv`, `log`, `xml` (reserve: the encrypted DSN bundle) or `failed` (upload lines to fix).
+
+    Streamed as it is read; each OEM has a bounded number of downloads in flight (AFS-429)."""
+    return stream_heavy(
+        request, actor, lambda: service.action_file(session, actor, action_id, kind, pages=pages)
+    )

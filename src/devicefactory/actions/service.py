@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.accounts import queries as accounts_queries
 from devicefactory.accounts.policy import Actor
@@ -23,9 +22,11 @@ MAX_ID = 2**31 - 1
 
 @dataclass(frozen=True)
 class ActionFile:
+    """A file to send: its name, its type, and its content in chunks (read as they are sent)."""
+
     filename: str
     media_type: str
-    content: bytes
+    chunks: Iterator[bytes]
 
 
 def get_action(session: Session, actor: Actor, action_id: int) -> FactoryAction:
@@ -78,8 +79,7 @@ def action_lines(
 ) -> tuple[FactoryAction, Sequence[ActionLine]]:
     """An upload's per-line outcomes (the first ``limit``), tenant-checked."""
     action = get_action(session, actor, action_id)
-    lines = queries.action_lines(session, action.id, failed_only=failed_only)
-    return action, list(itertools.islice(lines, limit))
+    return action, queries.action_lines(session, action.id, failed_only=failed_only, limit=limit)
 
 
 def _moment(name: str, value: str | datetime | None) -> datetime | None:
@@ -92,20 +92,26 @@ def _moment(name: str, value: str | datetime | None) -> datetime | None:
     return moment
 
 
-def action_file(session: Session, actor: Actor, action_id: int, kind: str) -> ActionFile:
-    """``csv``, ``log``, ``xml`` (reserve bundle) or ``failed`` (failed upload lines)."""
+def action_file(
+    session: Session, actor: Actor, action_id: int, kind: str, *, pages: sessionmaker[Session]
+) -> ActionFile:
+    """``csv``, ``log``, ``xml`` (reserve bundle) or ``failed`` (failed upload lines).
+
+    The tenant check reads through ``session``; the file's rows are read later, as it is
+    sent, a page at a time through ``pages`` (files.py).
+    """
     action = get_action(session, actor, action_id)
     stem = f"action-{action.id}-{action.type}"
     if kind == "csv":
-        return ActionFile(f"{stem}.csv", "text/csv", "".join(files.csv_file(session, action)).encode())
+        return ActionFile(f"{stem}.csv", "text/csv", files.csv_file(pages, action))
     if kind == "log":
-        return ActionFile(f"{stem}.log", "text/plain", "".join(files.log_file(session, action)).encode())
+        return ActionFile(f"{stem}.log", "text/plain", files.log_file(pages, action))
     if kind == "xml" and action.type == ActionType.RESERVE:
-        return ActionFile(f"{stem}-dsns.zip.p7m", "application/pkcs7-mime", _bundle(session, action))
+        bundle = _bundle(session, action)
+        return ActionFile(f"{stem}-dsns.zip.p7m", "application/pkcs7-mime", iter([bundle]))
     if kind == "failed" and action.type != ActionType.RESERVE:
         suffix = "csv" if action.file_format == "csv" else "log"
-        content = "".join(files.failed_lines_file(session, action)).encode()
-        return ActionFile(f"{stem}-failed.{suffix}", "text/plain", content)
+        return ActionFile(f"{stem}-failed.{suffix}", "text/plain", files.failed_lines_file(pages, action))
     raise NotFound(f"Factory action {action_id} has no {kind} file")
 
 

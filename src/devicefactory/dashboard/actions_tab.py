@@ -19,7 +19,7 @@ from devicefactory.dashboard.pages import DashboardRoute, redirect, render
 from devicefactory.dashboard.session import PREFIX, CheckedForm, DashboardActor, session_token
 from devicefactory.devices import service as devices
 from devicefactory.errors import MissingAttributes, ValidationFailed
-from devicefactory.web import NowDep, SessionDep, SettingsDep
+from devicefactory.web import NowDep, ReadSessionsDep, SessionDep, SettingsDep, stream_heavy
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
@@ -105,7 +105,14 @@ def reserve(
     body = {"model": form.get("model"), "count": form.get("count")}
     if actor.is_platform_admin and form.get("oem_id"):
         body["oem_id"] = form.get("oem_id")
-    reservation = devices.reserve_devices(session, actor, body=body, now=now, dsn_prefix=settings.dsn_prefix)
+    reservation = devices.reserve_devices(
+        session,
+        actor,
+        body=body,
+        now=now,
+        dsn_prefix=settings.dsn_prefix,
+        share=devices.KeyPoolShare.of(settings),
+    )
     return redirect(f"{PREFIX}?done={reservation.action_id}")
 
 
@@ -168,12 +175,18 @@ def action_live(action_id: int, request: Request, actor: DashboardActor, session
 
 
 @router.get("/actions/{action_id}/files/{kind}")
-def action_file(action_id: int, kind: str, actor: DashboardActor, session: SessionDep) -> Response:
-    """CSV, LOG, XML (reserve bundle) or failed lines, with the session cookie."""
-    file = service.action_file(session, actor, action_id, kind)
-    disposition = f'attachment; filename="{file.filename}"'
-    return Response(
-        file.content,
-        media_type=file.media_type,
-        headers={"Content-Disposition": disposition, "Cache-Control": "no-store"},
+def action_file(
+    action_id: int,
+    kind: str,
+    request: Request,
+    actor: DashboardActor,
+    session: SessionDep,
+    pages: ReadSessionsDep,
+) -> Response:
+    """CSV, LOG, XML (reserve bundle) or failed lines, with the session cookie (streamed)."""
+    return stream_heavy(
+        request,
+        actor,
+        lambda: service.action_file(session, actor, action_id, kind, pages=pages),
+        {"Cache-Control": "no-store"},
     )

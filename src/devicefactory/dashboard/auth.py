@@ -23,8 +23,8 @@ from devicefactory.dashboard.session import (
     session_token,
     set_cookie,
 )
-from devicefactory.errors import Unauthorized
-from devicefactory.web import NowDep, SessionDep, SettingsDep
+from devicefactory.errors import ServiceError, TooManyRequests, Unauthorized
+from devicefactory.web import NowDep, ReadSessionsDep, SessionDep, SettingsDep, limit_sign_in
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
@@ -35,7 +35,7 @@ NOTICES = {
 
 
 def _sign_in_page(
-    request: Request, *, next_path: str, email: str = "", error: Unauthorized | None = None
+    request: Request, *, next_path: str, email: str = "", error: ServiceError | None = None
 ) -> Response:
     nonce = request.cookies.get(SIGN_IN_COOKIE) or new_nonce()
     notice = next((text for key, text in NOTICES.items() if key in request.query_params), None)
@@ -51,6 +51,8 @@ def _sign_in_page(
         },
         status_code=error.status_code if error else 200,
     )
+    if error is not None and error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
     set_cookie(request, response, SIGN_IN_COOKIE, nonce, SIGN_IN_COOKIE_SECONDS)
     return response
 
@@ -62,12 +64,19 @@ def sign_in_page(request: Request, next: str | None = None) -> Response:
 
 @router.post("/sign_in")
 def sign_in(
-    request: Request, form: SignInForm, session: SessionDep, settings: SettingsDep, now: NowDep
+    request: Request,
+    form: SignInForm,
+    read: ReadSessionsDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: NowDep,
 ) -> Response:
     email = str(form.get("email") or "").strip()
     next_path = safe_next(str(form.get("next") or ""))
     try:
+        limit_sign_in(request, email)
         tokens = accounts.sign_in(
+            read,
             session,
             email=email,
             password=str(form.get("password") or ""),
@@ -77,7 +86,7 @@ def sign_in(
                 settings.lockout_failures, timedelta(seconds=settings.lockout_seconds)
             ),
         )
-    except Unauthorized as error:
+    except (Unauthorized, TooManyRequests) as error:
         # The failed attempt the service recorded (towards the lockout) is committed.
         return _sign_in_page(request, next_path=next_path, email=email, error=error)
     response = redirect(next_path)

@@ -27,8 +27,14 @@ def job_row(
     error: ServiceError | None = None,
     message: str | None = None,
 ) -> dict[str, Any]:
-    """A job for ``device``; also marks whether its latest job failed (errors=failure)."""
-    device.last_job_failed = error is not None
+    """A job for ``device``; also marks whether its latest job failed (errors=failure).
+
+    A refusal of a caller whose OEM neither reserved nor owns the device is recorded for
+    that OEM alone and leaves the device's own record (errors=failure) as it was.
+    """
+    foreign = error is not None and is_foreign(device, actor)
+    if not foreign:
+        device.last_job_failed = error is not None
     return {
         "dsn": device.dsn,
         "action_id": action_id,
@@ -38,7 +44,15 @@ def job_row(
         "message": _printable(error.message if error else message),
         "created_by": actor.email if actor else None,
         "created_at": now,
+        "visible_to_oem_id": actor.oem_id if foreign and actor else None,
     }
+
+
+def is_foreign(device: Device | DeviceRecord, actor: Actor | None) -> bool:
+    """Whether ``actor`` is of an OEM that neither reserved nor owns ``device``."""
+    if actor is None or actor.is_platform_admin:
+        return False
+    return actor.oem_id not in (device.reserved_by_oem_id, device.owner_oem_id)
 
 
 def _printable(message: str | None) -> str | None:

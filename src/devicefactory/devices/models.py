@@ -97,3 +97,19 @@ class Job(Base):
     message: Mapped[str | None] = mapped_column(Text, default=None)
     created_by: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A refused call by an OEM that neither reserved nor owns the device is that OEM's
+    # record alone (§11): the device's own OEMs do not see it.
+    visible_to_oem_id: Mapped[str | None] = mapped_column(String(8), default=None)
+
+
+class UsedVerifyToken(Base):
+    """A verify token that was accepted: the same token again is a replay (§11).
+
+    Kept a little longer than a token can be valid (its time within 5 minutes of ours).
+    """
+
+    __tablename__ = "used_verify_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dsn: Mapped[str] = mapped_column(DsnType)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

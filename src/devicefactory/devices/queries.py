@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    delete,
     false,
     func,
     or_,
@@ -26,7 +28,7 @@ from sqlalchemy.orm import Session
 from devicefactory.accounts.models import ModuleModel
 from devicefactory.accounts.policy import Actor
 from devicefactory.db import execute_many, insert_many
-from devicefactory.devices.models import Counter, Device, DeviceStatus, Job
+from devicefactory.devices.models import Counter, Device, DeviceStatus, Job, UsedVerifyToken
 from devicefactory.devices.records import RECORD_COLUMNS, DeviceRecord
 from devicefactory.devices.search import DeviceSearch, literal_prefix
 
@@ -96,6 +98,24 @@ def plausible_dsn(dsn: str) -> bool:
 def reserved_count(session: Session, oem_id: str | None) -> int:
     owner = Device.reserved_by_oem_id.is_(None) if oem_id is None else Device.reserved_by_oem_id == oem_id
     query = select(func.count()).select_from(Device).where(owner, Device.status == DeviceStatus.RESERVED)
+    return session.scalar(query) or 0
+
+
+def verify_token_used(session: Session, token_hash: str) -> bool:
+    return session.get(UsedVerifyToken, token_hash) is not None
+
+
+def use_verify_token(session: Session, token_hash: str, dsn: str, now: datetime, keep: timedelta) -> None:
+    """Remember an accepted token (and forget those too old to be valid again)."""
+    session.execute(delete(UsedVerifyToken).where(UsedVerifyToken.used_at < now - keep))
+    session.add(UsedVerifyToken(token_hash=token_hash, dsn=dsn, used_at=now))
+    session.flush()
+
+
+def reserved_since(session: Session, oem_id: str | None, since: datetime) -> int:
+    """How many devices ``oem_id`` (None: the platform) reserved since ``since``."""
+    owner = Device.reserved_by_oem_id.is_(None) if oem_id is None else Device.reserved_by_oem_id == oem_id
+    query = select(func.count()).select_from(Device).where(Device.reserved_at >= since, owner)
     return session.scalar(query) or 0
 
 
@@ -194,8 +214,12 @@ def model_kinds(session: Session) -> dict[str, str]:
     return {row[0]: row[1] for row in rows}
 
 
-def jobs_of(session: Session, dsn: str) -> Sequence[Job]:
-    return session.scalars(select(Job).where(Job.dsn == dsn).order_by(Job.id)).all()
+def jobs_of(session: Session, actor: Actor, dsn: str) -> Sequence[Job]:
+    """The device's history as ``actor`` may see it (another OEM's refused calls left out)."""
+    query = select(Job).where(Job.dsn == dsn)
+    if not actor.is_platform_admin:
+        query = query.where(or_(Job.visible_to_oem_id.is_(None), Job.visible_to_oem_id == actor.oem_id))
+    return session.scalars(query.order_by(Job.id)).all()
 
 
 def search_devices(session: Session, actor: Actor, search: DeviceSearch) -> Sequence[Device]:

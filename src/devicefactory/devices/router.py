@@ -18,6 +18,8 @@ from devicefactory.web import (
     SessionDep,
     SettingsDep,
     TransactionalRoute,
+    count_reserve,
+    heavy_slot,
 )
 
 router = APIRouter(prefix="/devicefactory/v1/devices", tags=["devices"], route_class=TransactionalRoute)
@@ -26,16 +28,27 @@ router = APIRouter(prefix="/devicefactory/v1/devices", tags=["devices"], route_c
 @router.get("")
 def search(request: Request, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
     """The DSN View search: every filter of the dashboard, and Ayla's `filter[...]` form."""
-    devices, next_cursor = service.search_devices(session, actor, dict(request.query_params))
+    with heavy_slot(request, actor):
+        devices, next_cursor = service.search_devices(session, actor, dict(request.query_params))
     return {"devices": [device_json(d) for d in devices], "next_cursor": next_cursor}
 
 
 @router.post("/reserve")
 def reserve(
-    body: JsonBody, actor: ActorDep, session: SessionDep, settings: SettingsDep, now: NowDep
+    body: JsonBody, request: Request, actor: ActorDep, session: SessionDep, settings: SettingsDep, now: NowDep
 ) -> JSONResponse:
-    """Reserve `count` DSNs (one contiguous range) of `model`, each with its own key pair."""
-    reservation = service.reserve_devices(session, actor, body=body, now=now, dsn_prefix=settings.dsn_prefix)
+    """Reserve `count` DSNs (one contiguous range) of `model`, each with its own key pair.
+
+    AFS-605 carries `Retry-After` (from the measured fill rate) and `X-Reservable-Now`."""
+    reservation = service.reserve_devices(
+        session,
+        actor,
+        body=body,
+        now=now,
+        dsn_prefix=settings.dsn_prefix,
+        share=service.KeyPoolShare.of(settings),
+    )
+    count_reserve(request, reservation.oem_id)
     content = [{"device": {"dsn": dsn, "public_key": public}} for dsn, public in reservation.devices]
     return JSONResponse(content, headers={"X-Factory-Action": str(reservation.action_id)})
 

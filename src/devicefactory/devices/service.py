@@ -5,17 +5,21 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts import queries as accounts_queries
 from devicefactory.accounts.models import DEFAULT_RESERVATION_LIMIT, ModuleModel, Oem
 from devicefactory.accounts.policy import Actor, ModelKind, require
 from devicefactory.actions.models import ActionStatus, ActionType, FactoryAction
+from devicefactory.config import Settings
 from devicefactory.devices import fields as F
 from devicefactory.devices import queries
 from devicefactory.devices.dsn import MAX_SEQUENCE, dsn_range
@@ -47,17 +51,48 @@ from devicefactory.keys.crypto import (
 MAX_RESERVE = 1000
 _INTEGER = re.compile(r"-?[0-9]{1,12}")
 _OEM_ID = re.compile(r"[0-9a-f]{8}")
-VERIFY_WINDOW_SECONDS = 300
+VERIFY_WINDOW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
 class Reservation:
     action_id: int
+    oem_id: str | None
     devices: Sequence[tuple[str, str]]  # (dsn, public key PEM), in DSN order
 
 
+@dataclass(frozen=True)
+class KeyPoolShare:
+    """How the shared key pool is shared between OEMs (docs/decisions.md, "Key pool").
+
+    The last ``floor`` keys are kept so that every OEM can reserve a small batch while the
+    pool refills: a reserve that would leave fewer is served only if, with it, its OEM has
+    reserved at most ``small_batch`` devices in the last ``window``.
+    """
+
+    floor: int = 0
+    small_batch: int = 0
+    window: timedelta = timedelta(minutes=5)
+
+    @classmethod
+    def of(cls, settings: Settings) -> KeyPoolShare:
+        floor = settings.key_pool_target // 5 if settings.key_pool_floor is None else settings.key_pool_floor
+        small = max(1, floor // 4) if settings.key_pool_small_batch is None else settings.key_pool_small_batch
+        return cls(floor, small)
+
+    def reservable(self, pool_size: int, recent: int) -> int:
+        """How many keys one reserve of an OEM that reserved ``recent`` lately may take now."""
+        return max(0, pool_size - self.floor, min(pool_size, self.small_batch - recent))
+
+
 def reserve_devices(
-    session: Session, actor: Actor, *, body: Mapping[str, object], now: datetime, dsn_prefix: str
+    session: Session,
+    actor: Actor,
+    *,
+    body: Mapping[str, object],
+    now: datetime,
+    dsn_prefix: str,
+    share: KeyPoolShare = KeyPoolShare(),
 ) -> Reservation:
     """One contiguous DSN range with a pooled key pair per DSN, in one transaction."""
     require(actor.may_reserve)
@@ -69,13 +104,12 @@ def reserve_devices(
     oem = _target_oem(session, actor, body.get("oem_id"))
     oem_id = oem.oem_id if oem else None
     limit = oem.reservation_limit if oem else DEFAULT_RESERVATION_LIMIT
-    if queries.reserved_count(session, oem_id) + count > limit:
+    below_limit = limit - queries.reserved_count(session, oem_id)
+    if count > below_limit:
         raise ReservationLimitExceeded(limit)
     if oem is not None and not oem.factory_certificate:
         raise MissingFactoryCertificate(oem.oem_id)
-    keys = key_queries.take_keys(session, count)
-    if len(keys) < count:
-        raise KeyPoolExhausted()
+    keys = _take_keys(session, oem_id, count, now=now, share=share, below_limit=below_limit)
     first = queries.advance_counter(session, queries.DSN_COUNTER, count)
     if first + count - 1 > MAX_SEQUENCE:
         raise ValidationFailed.of(["the DSN sequence is exhausted"])
@@ -84,7 +118,25 @@ def reserve_devices(
     _insert_reserved(
         session, actor, dsns, keys, model=model.name, oem_id=oem_id, action_id=action.id, now=now
     )
-    return Reservation(action.id, [(dsn, public) for dsn, (public, _) in zip(dsns, keys, strict=True)])
+    pairs = [(dsn, public) for dsn, (public, _) in zip(dsns, keys, strict=True)]
+    return Reservation(action.id, oem_id, pairs)
+
+
+def _take_keys(
+    session: Session, oem_id: str | None, count: int, *, now: datetime, share: KeyPoolShare, below_limit: int
+) -> Sequence[tuple[str, bytes]]:
+    """``count`` keys from the pool, if this OEM's fair share allows; else AFS-605 saying how
+    many it could reserve now and, from the measured fill rate, when to retry."""
+    size = key_queries.pool_size(session)
+    recent = queries.reserved_since(session, oem_id, now - share.window) if size - count < share.floor else 0
+    reservable = share.reservable(size, recent)
+    keys = key_queries.take_keys(session, count) if count <= reservable else []
+    if len(keys) == count:
+        return keys
+    missing = count - reservable if count > reservable else count - len(keys)
+    rate = key_queries.fill_rate(session, now)
+    retry_after = min(3600, max(1, math.ceil(missing / rate))) if rate > 0 else 60
+    raise KeyPoolExhausted(retry_after, reservable=min(reservable, below_limit, MAX_RESERVE))
 
 
 def _parse_count(value: object) -> int:
@@ -204,7 +256,7 @@ def get_device(session: Session, actor: Actor, dsn: str) -> Device:
 
 
 def device_jobs(session: Session, actor: Actor, dsn: str) -> Sequence[Job]:
-    return queries.jobs_of(session, get_device(session, actor, dsn).dsn)
+    return queries.jobs_of(session, actor, get_device(session, actor, dsn).dsn)
 
 
 # --- end-of-line verification ---------------------------------------------------------
@@ -226,7 +278,11 @@ def verify_device(
         raise NotFound(f"Device {dsn} not found")
 
     def verify() -> Device:
-        _check_verify_token(device, body.get("token"), now, master_key)
+        token_hash = _check_verify_token(session, device, body.get("token"), now, master_key)
+        try:
+            queries.use_verify_token(session, token_hash, device.dsn, now, keep=2 * VERIFY_WINDOW)
+        except IntegrityError:  # the same token, accepted by a parallel request just now
+            raise ValidationFailed.of(["token was already used"]) from None
         device.ads_connect_flag = True
         device.verified_at = now
         session.flush()
@@ -235,11 +291,20 @@ def verify_device(
     return run_as_job(session, verify, device=device, operation="verify", now=now, actor=actor)
 
 
-def _check_verify_token(device: Device, token: object, now: datetime, master_key: MasterKey) -> None:
+def _check_verify_token(
+    session: Session, device: Device, token: object, now: datetime, master_key: MasterKey
+) -> str:
+    """The token's hash, once it is known good and never used before."""
     if F.is_missing(token):
         raise MissingAttributes(["token"])
     try:
         raw = base64.b64decode(str(token), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed.of(["token is not base64"]) from None
+    token_hash = hashlib.sha256(raw).hexdigest()
+    if queries.verify_token_used(session, token_hash):
+        raise ValidationFailed.of(["token was already used"])  # a replay
+    try:
         pair = SealedKeyPair(device.public_key, device.sealed_private_key)
         message = decrypt_verify_token(raw, unseal_private_key(master_key, pair)).decode("ascii")
     except (binascii.Error, ValueError, VerifyTokenError, KeyDecryptionError, UnicodeDecodeError):
@@ -247,8 +312,9 @@ def _check_verify_token(device: Device, token: object, now: datetime, master_key
     token_dsn, _, stamp = message.rpartition(":")
     if token_dsn != device.dsn:
         raise ValidationFailed.of(["token was made for another device"])
-    if not stamp.isdigit() or abs(now.timestamp() - int(stamp)) > VERIFY_WINDOW_SECONDS:
+    if not stamp.isdigit() or abs(now.timestamp() - int(stamp)) > VERIFY_WINDOW.total_seconds():
         raise ValidationFailed.of(["token time is not within 5 minutes of the service's clock"])
+    return token_hash
 
 
 # --- search and factory reset ---------------------------------------------------------

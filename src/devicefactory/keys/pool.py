@@ -8,11 +8,12 @@ and a stopping worker has no child processes to end or to leave behind.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
-from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +43,8 @@ class KeyPoolFiller:
         self.target = target
         self.workers = workers
         self.poll_seconds = poll_seconds
+        self.worker_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{id(self) % 10_000}"
+        self.rate = 0.0  # keys/s of the last fill, reported for AFS-605's Retry-After
 
     def run(self, stop: threading.Event) -> None:
         if self.target <= 0:
@@ -51,18 +54,22 @@ class KeyPoolFiller:
             while not stop.is_set():
                 deficit = self.target - self._size()
                 if deficit <= 0:
+                    self._report()
                     pause(stop, self.poll_seconds)
                     continue
                 self._fill(executor, deficit, stop)
         finally:
             # Keys being made when we stop are simply not stored (a task is a few keys).
             executor.shutdown(wait=False, cancel_futures=True)
+            with session_scope(self.session_factory) as session:
+                queries.forget_filler(session, self.worker_id)
 
     def _fill(self, executor: Executor, deficit: int, stop: threading.Event) -> None:
         """Keep every core busy until ``deficit`` keys are stored (or we are stopped)."""
         secret = self.master_key.secret_bytes()
         in_flight: set[Future[list[SealedKeyPair]]] = set()
-        scheduled = 0
+        scheduled = stored = 0
+        started = time.monotonic()
         while (scheduled < deficit or in_flight) and not stop.is_set():
             while scheduled < deficit and len(in_flight) < self.workers * 2:
                 batch = min(KEYS_PER_TASK, deficit - scheduled)
@@ -70,10 +77,20 @@ class KeyPoolFiller:
                 scheduled += batch
             done, in_flight = _wait_some(in_flight)
             pairs = [pair for future in done for pair in future.result()]
+            stored += len(pairs)
+            self.rate = stored / max(time.monotonic() - started, 1e-3)
             with session_scope(self.session_factory) as session:
-                queries.add_keys(session, pairs, utcnow())
+                now = utcnow()
+                queries.add_keys(session, pairs, now)
+                queries.report_fill_rate(session, self.worker_id, self.rate, now)
         for future in in_flight:
             future.cancel()
+
+    def _report(self) -> None:
+        """While the pool is full: the rate of the last fill, kept fresh."""
+        if self.rate:
+            with session_scope(self.session_factory) as session:
+                queries.report_fill_rate(session, self.worker_id, self.rate, utcnow())
 
     def _size(self) -> int:
         with self.session_factory() as session:
@@ -85,14 +102,6 @@ def _wait_some(
 ) -> tuple[set[Future[list[SealedKeyPair]]], set[Future[list[SealedKeyPair]]]]:
     done, pending = wait(futures, return_when=FIRST_COMPLETED)
     return set(done), set(pending)
-
-
-def fill_rate(session: Session, window: timedelta = timedelta(minutes=1)) -> float:
-    """Keys per second added over the last ``window`` that are still in the pool (/metrics).
-
-    Under reservation load it reads low; ``devicefactory_keys_generated_total`` is exact.
-    """
-    return queries.keys_made_since(session, utcnow() - window) / window.total_seconds()
 
 
 def fill_pool_now(
