@@ -74,7 +74,9 @@ def test_https_with_required_client_certificates(
     )
     server.start()
     try:
-        assert httpx.get(f"{server.url}/healthz", verify=trust).json() == {"status": "ok"}
+        answer = httpx.get(f"{server.url}/healthz", verify=trust)
+        assert answer.json() == {"status": "ok"}
+        assert answer.headers["strict-transport-security"] == "max-age=31536000"  # HSTS under TLS
         no_certificate = ssl.create_default_context(cafile=ca_file)
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{server.url}/healthz", verify=no_certificate)

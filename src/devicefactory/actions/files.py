@@ -41,14 +41,19 @@ def safe_cell(value: object) -> str:
 _LANE = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
 
 
-def _pages(sessions: Sessions, fetch: Callable[[Session, Any, int], Page], key: int) -> Iterator[Page]:
-    """Pages of rows after the last row's ``key`` column, each read in its own session."""
+def _pages(
+    sessions: Sessions, fetch: Callable[[Session, Any, int], Page], key: int, render: Callable[[Page], bytes]
+) -> Iterator[bytes]:
+    """Pages of rows after the last row's ``key`` column, each read in its own session and
+    rendered while this download holds the lane."""
     after: Any = None
     while True:
-        with _LANE, sessions() as session:
-            rows = fetch(session, after, PAGE)
-        if rows:
-            yield rows
+        with _LANE:
+            with sessions() as session:
+                rows = fetch(session, after, PAGE)
+            chunk = render(rows) if rows else b""
+        if chunk:
+            yield chunk
         if len(rows) < PAGE:
             return
         after = rows[-1][key]
@@ -65,37 +70,37 @@ def csv_file(sessions: Sessions, action: FactoryAction) -> Iterator[bytes]:
     """One row per DSN of the action (per line naming one, for an upload)."""
     yield _csv_text([CSV_HEADER])
     if action.type == ActionType.RESERVE:
-        for page in _pages(sessions, lambda s, after, n: queries.reserve_rows(s, action.id, after, n), 0):
-            yield _csv_text(page)
+        yield from _pages(
+            sessions, lambda s, after, n: queries.reserve_rows(s, action.id, after, n), 0, _csv_text
+        )
         return
     label = {outcome: outcome_label(outcome, validate_only=action.validate_only) for outcome in OUTCOMES}
-    for page in _line_pages(sessions, action, failed_only=False):
-        yield _csv_text(
+
+    def rows(page: Page) -> bytes:
+        return _csv_text(
             (line.dsn, line.model, line.device_status, label[line.outcome], line.error_code)
             for line in page
             if line.dsn
         )
 
+    yield from _line_pages(sessions, action, rows, failed_only=False)
 
-def _line_pages(sessions: Sessions, action: FactoryAction, *, failed_only: bool) -> Iterator[Page]:
+
+def _line_pages(
+    sessions: Sessions, action: FactoryAction, render: Callable[[Page], bytes], *, failed_only: bool
+) -> Iterator[bytes]:
     def fetch(session: Session, after: int | None, limit: int) -> Page:
         return queries.action_lines_page(session, action.id, after or 0, limit, failed_only=failed_only)
 
-    return _pages(sessions, fetch, 0)
+    return _pages(sessions, fetch, 0, render)
 
 
 def log_file(sessions: Sessions, action: FactoryAction) -> Iterator[bytes]:
     """One line per problem (input line, dsn, code, message), then a summary."""
     if action.type != ActionType.RESERVE:
-        for page in _line_pages(sessions, action, failed_only=True):
-            yield "".join(
-                f"{line.line_no},"
-                + ",".join(
-                    safe_cell(c) for c in (line.dsn, line.error_code, (line.message or "").replace("\n", " "))
-                )
-                + "\n"
-                for line in page
-            ).encode()
+        yield from _line_pages(
+            sessions, action, lambda page: "".join(map(_log_line, page)).encode(), failed_only=True
+        )
     yield (summary_line(action) + "\n").encode()
 
 
@@ -121,8 +126,9 @@ def failed_lines_file(sessions: Sessions, action: FactoryAction) -> Iterator[byt
     """The lines that failed, in the upload's own format, ready to fix and upload again."""
     if action.file_header:
         yield (action.file_header + "\n").encode()
-    for page in _line_pages(sessions, action, failed_only=True):
-        yield "".join(line.raw + "\n" for line in page).encode()
+    yield from _line_pages(
+        sessions, action, lambda page: "".join(line.raw + "\n" for line in page).encode(), failed_only=True
+    )
 
 
 def reserve_bundle(session: Session, action: FactoryAction, certificate_pem: str) -> bytes:
