@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     lockout_seconds: int = 30 * 60
     # Isolation and limits (SPEC §11); counted per web process.
     heavy_requests_per_oem: int = Field(default=4, ge=1)
-    sign_in_per_address_per_minute: int = Field(default=30, ge=1)
+    sign_in_per_address_per_minute: int = Field(default=20, ge=1)
     sign_in_per_email_per_minute: int = Field(default=10, ge=1)
     statement_timeout_seconds: float = Field(default=30, gt=0)
     body_idle_seconds: float = Field(default=15, gt=0)

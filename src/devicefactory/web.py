@@ -201,10 +201,16 @@ class SignInLimits:
     by_email: RateLimit
 
 
-def limit_sign_in(request: Request, email: object) -> None:
-    """Count a sign-in attempt against its client address and its email, or AFS-429 (§11)."""
+async def limit_sign_in_address(request: Request) -> None:
+    """Count a sign-in attempt against its client address, or AFS-429 (§11): a dependency
+    that runs first, so that a storm is refused before its bodies are even read."""
     limits: SignInLimits = request.app.state.sign_in_limits
     limits.by_address.hit(client_address(request))
+
+
+def limit_sign_in_email(request: Request, email: object) -> None:
+    """Count a sign-in attempt against its email, or AFS-429 (§11)."""
+    limits: SignInLimits = request.app.state.sign_in_limits
     limits.by_email.hit(accounts.email_key(email))
 
 
@@ -261,6 +267,7 @@ def stream_heavy(
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+SignInAddressLimit = Annotated[None, Depends(limit_sign_in_address)]
 ReadSessionsDep = Annotated[sessionmaker[Session], Depends(get_read_sessions)]
 MasterKeyDep = Annotated[MasterKey, Depends(get_master_key)]
 ActorDep = Annotated[Actor, Depends(get_actor)]

@@ -18,9 +18,10 @@ from devicefactory.web import (
     ReadSessionsDep,
     SessionDep,
     SettingsDep,
+    SignInAddressLimit,
     TextBody,
     TransactionalRoute,
-    limit_sign_in,
+    limit_sign_in_email,
     section,
 )
 
@@ -30,6 +31,7 @@ admin_router = APIRouter(prefix="/devicefactory/v1/admin", tags=["admin"], route
 
 @users_router.post("/sign_in")
 def sign_in(
+    _limited: SignInAddressLimit,
     body: JsonBody,
     request: Request,
     read: ReadSessionsDep,
@@ -40,7 +42,7 @@ def sign_in(
     """Sign in with email and password (`/users/sign_in.json`); limited per address and email."""
     user = section(body, "user")
     email, password = _text(user, "email"), _text(user, "password")
-    limit_sign_in(request, email)
+    limit_sign_in_email(request, email)
     tokens = service.sign_in(
         read,
         session,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import threading
 
@@ -19,8 +20,8 @@ def hash_password(password: str) -> str:
 
 
 # Hashes being checked at once in a process: each takes argon2's 64 MiB and a core, so a
-# storm of sign-ins may not take the memory and every core of the web process.
-_CHECKING = threading.BoundedSemaphore(2)
+# storm of sign-ins may not take the memory, nor more than half the cores.
+_CHECKING = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:

@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -36,8 +37,9 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-# Pages being read and written out at once, whatever the number of downloads: a storm of
-# them leaves the other requests of the process most of its time (measured in bench/isolation).
+# Pages being read and rendered at once, whatever the number of downloads, and each lane
+# rests as long as its page took: a storm of downloads gets at most half of one core per
+# two, and the other requests of the process the rest (measured in bench/isolation.py).
 _LANE = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
 
 
@@ -49,9 +51,11 @@ def _pages(
     after: Any = None
     while True:
         with _LANE:
+            started = time.monotonic()
             with sessions() as session:
                 rows = fetch(session, after, PAGE)
             chunk = render(rows) if rows else b""
+            time.sleep(time.monotonic() - started)
         if chunk:
             yield chunk
         if len(rows) < PAGE:

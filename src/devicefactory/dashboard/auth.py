@@ -24,7 +24,14 @@ from devicefactory.dashboard.session import (
     set_cookie,
 )
 from devicefactory.errors import ServiceError, TooManyRequests, Unauthorized
-from devicefactory.web import NowDep, ReadSessionsDep, SessionDep, SettingsDep, limit_sign_in
+from devicefactory.web import (
+    NowDep,
+    ReadSessionsDep,
+    SessionDep,
+    SettingsDep,
+    client_address,
+    limit_sign_in_email,
+)
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
@@ -62,6 +69,10 @@ def sign_in_page(request: Request, next: str | None = None) -> Response:
     return _sign_in_page(request, next_path=safe_next(next))
 
 
+def limit_sign_in_address_now(request: Request) -> None:
+    request.app.state.sign_in_limits.by_address.hit(client_address(request))
+
+
 @router.post("/sign_in")
 def sign_in(
     request: Request,
@@ -74,7 +85,8 @@ def sign_in(
     email = str(form.get("email") or "").strip()
     next_path = safe_next(str(form.get("next") or ""))
     try:
-        limit_sign_in(request, email)
+        limit_sign_in_address_now(request)
+        limit_sign_in_email(request, email)
         tokens = accounts.sign_in(
             read,
             session,
