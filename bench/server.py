@@ -110,7 +110,6 @@ def devicefactory_server(
         "DEVICEFACTORY_DATABASE_URL": url or database_url(workdir),
         "DEVICEFACTORY_MASTER_KEY_FILE": str(master_key_file),
         "DEVICEFACTORY_KEY_POOL_TARGET": "0",
-        "DEVICEFACTORY_UPLOAD_DIR": str(workdir / "uploads"),
     }
     args = [sys.executable, "-m", "devicefactory", "serve", "--port", str(port)]
     if not background_workers:

@@ -44,6 +44,7 @@ from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory, session_scope, utcnow
 from devicefactory.devices import queries as device_queries
 from devicefactory.keys.crypto import SealedKeyPair
+from devicefactory.storage import FileStore
 
 LINES = 100_000
 MODEL = "AY001MTP1"
@@ -185,7 +186,7 @@ def in_process_run(directory: Path, log_file: Path) -> InProcess:
     url = database_url(directory)
     engine = make_engine(url)
     factory = make_session_factory(engine)
-    settings = Settings(database_url=url, upload_dir=directory / "uploads", master_key_file=MASTER_KEY_FILE)
+    settings = Settings(database_url=url, master_key_file=MASTER_KEY_FILE)
     try:
         with session_scope(factory) as session, log_file.open("rb") as stream:
             user = account_queries.get_user_by_email(session, EMAIL)
@@ -199,7 +200,7 @@ def in_process_run(directory: Path, log_file: Path) -> InProcess:
                 validate_only=False,
                 file_name=log_file.name,
                 stream=stream,
-                upload_dir=settings.upload_dir,
+                store=FileStore(factory),
                 oem_host_version=None,
                 now=utcnow(),
             ).id

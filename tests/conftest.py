@@ -168,7 +168,6 @@ def settings(tmp_path: Path, database_url: str, master_key_file: Path) -> Settin
     return Settings(
         database_url=database_url,
         master_key_file=master_key_file,
-        upload_dir=tmp_path / "uploads",
         run_workers=False,
         key_pool_target=0,
     )

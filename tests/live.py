@@ -52,7 +52,6 @@ class LiveServer:
             "DEVICEFACTORY_DATABASE_URL": database_url,
             "DEVICEFACTORY_MASTER_KEY_FILE": str(master_key_file),
             "DEVICEFACTORY_KEY_POOL_TARGET": "0",
-            "DEVICEFACTORY_UPLOAD_DIR": str(workdir / "uploads"),
             **(extra_env or {}),
         }
         self.args = [sys.executable, "-m", "devicefactory", "serve", "--port", str(self.port)]

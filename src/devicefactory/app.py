@@ -25,6 +25,7 @@ from devicefactory.errors import Forbidden
 from devicefactory.gauges import database_gauges
 from devicefactory.limits import InFlightLimit, RateLimit
 from devicefactory.metrics import Metrics
+from devicefactory.storage import FileStore
 from devicefactory.web import RequestContextMiddleware, SignInLimits, error_response, install_error_handlers
 
 API_DESCRIPTION = """\
@@ -70,6 +71,7 @@ def create_app(
     app.state.read_session_factory = reader
     app.state.clock = clock
     app.state.metrics = metrics
+    app.state.file_store = FileStore(factory)
     app.state.heavy_reads = InFlightLimit(
         "heavy_reads_per_oem",
         settings.heavy_requests_per_oem,

@@ -24,7 +24,6 @@ class Settings(BaseSettings):
     key_pool_small_batch: int | None = Field(default=None, ge=0)
     key_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     token_ttl: int = Field(default=86400, ge=60)
-    upload_dir: Path = Path("var/uploads")
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_json_bytes: int = Field(default=1024 * 1024, ge=1)
     max_upload_lines: int = Field(default=1_000_000, ge=1)

@@ -5,6 +5,7 @@ from devicefactory.actions.models import ActionLine, FactoryAction, ValidateOver
 from devicefactory.db import Base
 from devicefactory.devices.models import Counter, Device, Job, UsedVerifyToken
 from devicefactory.keys.models import FillerReport, PoolKey
+from devicefactory.storage import StoredFile, StoredFileChunk
 
 __all__ = [
     "ActionLine",
@@ -19,6 +20,8 @@ __all__ = [
     "Oem",
     "PoolKey",
     "SignInFailures",
+    "StoredFile",
+    "StoredFileChunk",
     "UsedVerifyToken",
     "User",
     "ValidateOverlay",

@@ -9,10 +9,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.actions.runner import ActionRunner
+from devicefactory.actions.service import sweep_stored_files
 from devicefactory.config import Settings
-from devicefactory.db import make_engine, make_session_factory
+from devicefactory.db import make_engine, make_session_factory, session_scope, utcnow
 from devicefactory.keys.crypto import MasterKey
 from devicefactory.keys.pool import KeyPoolFiller
 from devicefactory.processes import SERVE_PID_VARIABLE, join_all, pause
@@ -20,6 +24,7 @@ from devicefactory.processes import SERVE_PID_VARIABLE, join_all, pause
 log = logging.getLogger("devicefactory.workers")
 # A batch being worked commits (or rolls back) within this; keys being made are dropped.
 STOP_SECONDS = 8
+TIDY_SECONDS = 300
 
 
 def run_workers(settings: Settings, stop: threading.Event | None = None) -> None:
@@ -32,13 +37,31 @@ def run_workers(settings: Settings, stop: threading.Event | None = None) -> None
     master_key = MasterKey.load_or_create(settings.master_key_file)
     filler = KeyPoolFiller(factory, master_key, target=settings.key_pool_target, workers=settings.key_workers)
     runner = ActionRunner(factory, settings)
-    threads = [_thread("key-pool", filler.run, stop), _thread("action-runner", runner.run, stop)]
+    threads = [
+        _thread("key-pool", filler.run, stop),
+        _thread("action-runner", runner.run, stop),
+        _thread("maintenance", lambda s: keep_tidy(factory, settings, s), stop),
+    ]
     log.info("background workers started: %s", ", ".join(t.name for t in threads))
     while not pause(stop, 1.0):
         pass
     log.info("stopping the background workers")
     join_all(threads, STOP_SECONDS)
     log.info("background workers stopped")
+
+
+def keep_tidy(factory: sessionmaker[Session], settings: Settings, stop: threading.Event) -> None:
+    """Every few minutes: delete uploads past their retention and files no action took."""
+    retention = timedelta(days=settings.upload_retention_days)
+    while not stop.is_set():
+        try:
+            with session_scope(factory) as session:
+                gone = sweep_stored_files(session, now=utcnow(), retention=retention)
+            if gone:
+                log.info("deleted %s stored upload(s) past retention or never claimed", gone)
+        except Exception:  # a database hiccup: try again next time
+            log.exception("could not sweep stored uploads")
+        pause(stop, TIDY_SECONDS)
 
 
 def _thread(name: str, target: Callable[[threading.Event], None], stop: threading.Event) -> threading.Thread:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +15,9 @@ from tests.world import World
 from devicefactory.actions.models import ActionLine, FactoryAction
 from devicefactory.actions.runner import ActionRunner
 from devicefactory.config import Settings
+from devicefactory.db import session_scope
 from devicefactory.devices.models import Job
+from devicefactory.storage import delete_files
 
 
 def test_two_runners_share_the_work(
@@ -90,18 +91,19 @@ def _wait(ready: Callable[[], bool], timeout: float = 60) -> None:
 def test_an_upload_whose_file_is_gone_fails_alone(
     world: World, session_factory: sessionmaker[Session], settings: Settings
 ) -> None:
-    """A worker that cannot see the file (a host without the shared upload directory)
-    fails that action with a reason and keeps working the queue."""
+    """An action whose stored file is gone (deleted by hand, say) fails with a reason and
+    the runner keeps working the queue."""
     lost = upload(world, "mm", [log_line("AC000W000000001", "aa0000000009", "x9")])
     kept = upload(world, "mm", [log_line("AC000W000000002", "aa0000000008", "x8", status="pass")])
-    with session_factory() as session:
+    with session_scope(session_factory) as session:
         stored = session.get(FactoryAction, lost["id"])
         assert stored is not None
-        Path(stored.file_path or "").unlink()
+        assert stored.file_id
+        delete_files(session, [stored.file_id])
     runner = ActionRunner(session_factory, settings)
     while runner.run_once():
         pass
     failed = action(world, "mm", lost["id"])["factory_action"]
     assert failed["status"] == "failure"
-    assert "upload directory" in failed["message"]
+    assert failed["message"] == "the uploaded file is no longer stored; upload it again"
     assert action(world, "mm", kept["id"])["factory_action"]["status"] == "success"

@@ -58,7 +58,10 @@ class FactoryAction(Base):
     upload_type: Mapped[str | None] = mapped_column(String(16), default=None)
     validate_only: Mapped[bool] = mapped_column(Boolean, default=False)
     file_name: Mapped[str | None] = mapped_column(String(255), default=None)
-    file_path: Mapped[str | None] = mapped_column(String(1024), default=None)
+    # The upload, kept in the database (storage.py) until its retention ends.
+    file_id: Mapped[str | None] = mapped_column(
+        ForeignKey("stored_files.id", ondelete="SET NULL"), index=True, default=None
+    )
     file_format: Mapped[str | None] = mapped_column(String(8), default=None)
     file_header: Mapped[str | None] = mapped_column(Text, default=None)
     oem_host_version: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -15,6 +15,7 @@ from devicefactory.actions.outcomes import FAILED_OUTCOMES, LineOutcome
 from devicefactory.db import insert_many
 from devicefactory.devices.models import Device, Job
 from devicefactory.devices.queries import Reach, reachable
+from devicefactory.storage import StoredFile
 
 ACTION_LINES = cast(Table, ActionLine.__table__)
 
@@ -132,7 +133,9 @@ def claim_next_action(session: Session, *, stale_before: datetime) -> FactoryAct
         (FactoryAction.status == ActionStatus.RUNNING) & (FactoryAction.heartbeat_at < stale_before)
     )
     query = (
-        select(FactoryAction).where(FactoryAction.file_path.is_not(None), waiting).order_by(FactoryAction.id)
+        select(FactoryAction)
+        .where(FactoryAction.upload_type.is_not(None), waiting)
+        .order_by(FactoryAction.id)
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
@@ -214,3 +217,18 @@ def replace_overlay(session: Session, action_id: int, rows: Sequence[dict[str, A
 
 def delete_overlay(session: Session, action_id: int) -> None:
     session.execute(delete(ValidateOverlay).where(ValidateOverlay.action_id == action_id))
+
+
+def expired_uploads(session: Session, *, finished_before: datetime) -> list[str]:
+    """The stored files of actions that finished before ``finished_before``."""
+    query = select(FactoryAction.file_id).where(
+        FactoryAction.file_id.is_not(None), FactoryAction.finished_at < finished_before
+    )
+    return [file_id for file_id in session.scalars(query) if file_id]
+
+
+def unclaimed_files(session: Session, *, created_before: datetime) -> list[str]:
+    """Complete stored files that no action names (the request that stored one died)."""
+    named = select(FactoryAction.file_id).where(FactoryAction.file_id.is_not(None))
+    query = select(StoredFile.id).where(StoredFile.created_at < created_before, StoredFile.id.not_in(named))
+    return list(session.scalars(query))

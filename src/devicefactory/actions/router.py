@@ -75,7 +75,7 @@ async def upload(
             validate_only=form.validate_only,
             file_name=form.file_name,
             stream=form.stream,
-            upload_dir=settings.upload_dir,
+            store=request.app.state.file_store,
             max_lines=settings.max_upload_lines,
             oem_host_version=form.oem_host_version,
             now=now,

@@ -18,7 +18,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,6 +33,7 @@ from devicefactory.actions.uploads import work_lines
 from devicefactory.config import Settings
 from devicefactory.db import session_scope, utcnow
 from devicefactory.processes import pause
+from devicefactory.storage import FileStore, is_stored
 
 log = logging.getLogger("devicefactory.actions")
 
@@ -41,6 +41,7 @@ log = logging.getLogger("devicefactory.actions")
 class ActionRunner:
     def __init__(self, session_factory: sessionmaker[Session], settings: Settings) -> None:
         self.factory = session_factory
+        self.store = FileStore(session_factory)
         self.batch_size = settings.action_batch_size
         self.poll_seconds = settings.action_poll_seconds
         self.stale_after = timedelta(seconds=settings.action_stale_seconds)
@@ -76,19 +77,17 @@ class ActionRunner:
             while (
                 action := queries.claim_next_action(session, stale_before=now - self.stale_after)
             ) is not None:
-                if self._take(action, now):
+                if self._take(session, action, now):
                     return action.id
                 session.flush()  # failed for good: look at the next one
             return None
 
-    def _take(self, action: FactoryAction, now: datetime) -> bool:
-        """Claim ``action``; False when its file is missing (the action fails)."""
-        path = Path(action.file_path or "")
-        if not path.is_file():
-            # Web and worker hosts must share DEVICEFACTORY_UPLOAD_DIR (README).
+    def _take(self, session: Session, action: FactoryAction, now: datetime) -> bool:
+        """Claim ``action``; False when its file is gone (the action fails)."""
+        if not action.file_id or not is_stored(session, action.file_id):
             action.status, action.finished_at = ActionStatus.FAILURE, now
-            action.message = "the uploaded file is not in this worker's upload directory"
-            log.error("factory action %s: %s missing", action.id, path)
+            action.message = "the uploaded file is no longer stored; upload it again"
+            log.error("factory action %s: its stored file is gone", action.id)
             return False
         action.status, action.claimed_by, action.heartbeat_at = ActionStatus.RUNNING, self.worker_id, now
         action.started_at = action.started_at or now
@@ -99,9 +98,9 @@ class ActionRunner:
         with self.factory() as session:
             action = session.get(FactoryAction, action_id)
             assert action is not None
-            assert action.file_path
-            path, resume_after = Path(action.file_path), action.lines_done
-        with path.open("rb") as stream:
+            assert action.file_id
+            file_id, resume_after = action.file_id, action.lines_done
+        with self.store.open(file_id) as stream:
             parsed = (line for line in iter_upload(stream) if line.line_no > resume_after)
             for batch in _batches(parsed, self.batch_size):
                 if stop.is_set():

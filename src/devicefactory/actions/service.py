@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from devicefactory import storage
 from devicefactory.accounts import queries as accounts_queries
 from devicefactory.accounts.policy import Actor
 from devicefactory.actions import files, queries
@@ -127,3 +128,13 @@ def _page(limit: int) -> int:
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationFailed.of([f"limit must be between 1 and {MAX_PAGE}"])
     return limit
+
+
+def sweep_stored_files(session: Session, *, now: datetime, retention: timedelta) -> int:
+    """Delete uploads past their retention (their outcomes stay), and files no action
+    took; returns how many files went."""
+    gone = queries.expired_uploads(session, finished_before=now - retention)
+    gone += queries.unclaimed_files(session, created_before=now - storage.ABANDONED_AFTER)
+    gone += storage.unfinished_files(session, older_than=now - storage.ABANDONED_AFTER)
+    storage.delete_files(session, gone)
+    return len(gone)

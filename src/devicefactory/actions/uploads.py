@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy.orm import Session
@@ -21,12 +19,12 @@ from devicefactory.devices.factory_data import ConflictingValues, Outcome, Reque
 from devicefactory.devices.fields import is_missing
 from devicefactory.devices.queries import plausible_dsn
 from devicefactory.errors import MissingAttributes, NotFound, ServiceError, ValidationFailed
+from devicefactory.storage import FileStore
 
 UPLOAD_TYPES = ("manufacture", "provision")
 # Which log lines an upload applies (§7); other statuses are skipped.
 APPLIED_STATUSES = {"manufacture": ("label", "config"), "provision": ("config", "assign")}
 APPLIED_VERSIONS = {"manufacture": (2, 3, 4), "provision": (3, 4)}
-COPY_CHUNK = 1024 * 1024
 
 
 def create_upload_action(
@@ -37,7 +35,7 @@ def create_upload_action(
     validate_only: bool,
     file_name: str,
     stream: BinaryIO,
-    upload_dir: Path,
+    store: FileStore,
     oem_host_version: str | None,
     now: datetime,
     max_lines: int = 1_000_000,
@@ -48,7 +46,7 @@ def create_upload_action(
     require(actor.may_upload(upload_type))
     if oem_host_version is not None and (len(oem_host_version) > 255 or not oem_host_version.isprintable()):
         raise ValidationFailed.of(["oem_host_version must be at most 255 printable characters"])
-    path, scan = _store(stream, upload_dir, max_lines)
+    file_id, scan = _store(stream, store, max_lines)
     action = FactoryAction(
         type=ActionType.VALIDATE if validate_only else upload_type,
         status=ActionStatus.PENDING,
@@ -59,7 +57,7 @@ def create_upload_action(
         upload_type=upload_type,
         validate_only=validate_only,
         file_name=(file_name or "upload")[:255],
-        file_path=str(path),
+        file_id=file_id,
         file_format=scan.format.value if scan.format else None,
         file_header=scan.header,
         lines_total=scan.lines,
@@ -70,28 +68,22 @@ def create_upload_action(
     return action
 
 
-def _store(stream: BinaryIO, upload_dir: Path, max_lines: int) -> tuple[Path, UploadScan]:
-    """Copy the upload into the upload directory, refusing one without device lines or
-    with too many (§11) before any action exists."""
-    upload_dir.mkdir(parents=True, exist_ok=True)
-    path = upload_dir / f"{uuid.uuid4().hex}.upload"
+def _store(stream: BinaryIO, store: FileStore, max_lines: int) -> tuple[str, UploadScan]:
+    """Keep the upload (in the database), refusing one without device lines or with too
+    many (§11) before any action exists."""
     scan = UploadScan()
-    try:
-        with path.open("xb") as target:
-            while chunk := stream.read(COPY_CHUNK):
-                scan.feed(chunk)
-                if scan.device_lines > max_lines:
-                    raise ValidationFailed.of([f"the file holds more than {max_lines} device lines"])
-                target.write(chunk)
-        scan.finish()
+
+    def inspect(chunk: bytes) -> None:
+        if chunk:
+            scan.feed(chunk)
+        else:
+            scan.finish()
         if scan.device_lines > max_lines:
             raise ValidationFailed.of([f"the file holds more than {max_lines} device lines"])
-        if scan.device_lines == 0:
+        if not chunk and scan.device_lines == 0:
             raise ValidationFailed.of(["the file holds no device lines"])
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path.resolve(), scan
+
+    return store.save(stream, inspect), scan
 
 
 def work_lines(

@@ -136,7 +136,7 @@ async def upload(
             validate_only=form.get("validate_only") == "true",
             file_name=file.filename,
             stream=file.file,
-            upload_dir=settings.upload_dir,
+            store=request.app.state.file_store,
             max_lines=settings.max_upload_lines,
             oem_host_version=version or None,
             now=now,
