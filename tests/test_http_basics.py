@@ -121,7 +121,7 @@ def test_every_response_has_a_request_id(client: TestClient) -> None:
 
 
 def test_request_id_is_in_log_lines(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
-    from devicefactory.web import RequestIdLogFilter
+    from devicefactory.logs import RequestIdLogFilter
 
     caplog.handler.addFilter(RequestIdLogFilter())
     caplog.set_level("INFO", logger="devicefactory.web")

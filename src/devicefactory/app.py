@@ -23,7 +23,9 @@ from devicefactory.db import make_engine, make_reader_engine, make_session_facto
 from devicefactory.devices.router import router as devices_router
 from devicefactory.errors import Forbidden
 from devicefactory.gauges import database_gauges
+from devicefactory.health import not_ready_because
 from devicefactory.limits import InFlightLimit, RateLimit
+from devicefactory.logs import configure_logging
 from devicefactory.metrics import Metrics
 from devicefactory.storage import FileStore
 from devicefactory.web import RequestContextMiddleware, SignInLimits, error_response, install_error_handlers
@@ -123,6 +125,15 @@ def _add_operational_routes(app: FastAPI, factory: sessionmaker[Session], metric
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    @app.get("/readyz", tags=["operations"])
+    async def readyz(request: Request) -> Response:
+        """200 when the database answers, the schema is at the code's head and the key pool is
+        above its low-water mark; 503 with the reasons otherwise."""
+        reasons = await run_in_threadpool(not_ready_because, factory, request.app.state.settings)
+        if reasons:
+            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
     @app.get("/metrics", tags=["operations"])
     def prometheus_metrics(request: Request) -> Response:
         """Prometheus text format: with `Authorization: Bearer <DEVICEFACTORY_METRICS_TOKEN>`,
@@ -161,9 +172,9 @@ class JsonSuffixMiddleware:
 
 def app_from_environment() -> FastAPI:
     """The uvicorn factory used by ``devicefactory serve``: settings from the environment."""
-    from devicefactory.cli import configure_logging
     from devicefactory.processes import end_with_serve
 
     end_with_serve()  # a web worker process of `serve --web-workers N`
-    configure_logging()
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings.log_format)
+    return create_app(settings)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import ssl
 import subprocess
@@ -18,23 +17,13 @@ from devicefactory.accounts import service as accounts
 from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory, session_scope
 from devicefactory.errors import ServiceError
+from devicefactory.logs import configure_logging
 from devicefactory.migrate import upgrade_database
 from devicefactory.processes import SERVE_PID_VARIABLE, end_with_serve
-from devicefactory.web import RequestIdLogFilter
 
 T = TypeVar("T")
 # In-flight requests get this long to finish when serve is asked to stop (SIGTERM/SIGINT).
 SHUTDOWN_GRACE_SECONDS = 5
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdLogFilter())
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def prepared_database(settings: Settings) -> sessionmaker[Session]:
@@ -85,7 +74,7 @@ def serve(
 
     from devicefactory.workers import start_worker_process
 
-    configure_logging()
+    configure_logging(settings.log_format)
     prepared_database(settings)
     # Web worker processes and the background worker end with this process (processes.py).
     os.environ[SERVE_PID_VARIABLE] = str(os.getpid())
@@ -132,7 +121,7 @@ def worker(settings: Settings) -> None:
     from devicefactory.workers import run_workers
 
     end_with_serve()
-    configure_logging()
+    configure_logging(settings.log_format)
     prepared_database(settings)
     run_workers(settings)
 

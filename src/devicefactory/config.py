@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,9 @@ class Settings(BaseSettings):
     statement_timeout_seconds: float = Field(default=30, gt=0)
     body_idle_seconds: float = Field(default=15, gt=0)
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    log_format: Literal["text", "json"] = "text"
+    # /readyz says "not ready" while the key pool holds fewer keys (default: 10 % of the target).
+    key_pool_low_water: int | None = Field(default=None, ge=0)
     # /metrics answers a request with "Authorization: Bearer <token>", or from loopback alone.
     metrics_token: str | None = None
     # Background workers inside `serve`; tests and `serve --no-workers` switch them off.

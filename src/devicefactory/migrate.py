@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Engine
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
 
 from devicefactory.db import make_engine, normalize_url
 
@@ -45,3 +48,14 @@ def _ensure_sqlite_directory(url: str) -> None:
             with contextlib.suppress(OSError):
                 if path.stat().st_mode & 0o077:
                     path.chmod(0o600)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The revision the code's migrations lead to."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the database's schema is at (None: never migrated)."""
+    return MigrationContext.configure(connection).get_current_revision()

@@ -75,7 +75,6 @@ class FileStore:
         return io.BufferedReader(_ChunkReader(self.factory, file_id), buffer_size=CHUNK)
 
 
-
 class _ChunkReader(io.RawIOBase):
     def __init__(self, factory: sessionmaker[Session], file_id: str) -> None:
         self.factory, self.file_id = factory, file_id

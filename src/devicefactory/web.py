@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import json
@@ -45,17 +44,9 @@ from devicefactory.errors import (
 )
 from devicefactory.keys.crypto import MasterKey
 from devicefactory.limits import InFlightLimit, RateLimit, Slot
+from devicefactory.logs import request_id_var
 
 log = logging.getLogger("devicefactory.web")
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-
-
-class RequestIdLogFilter(logging.Filter):
-    """Stamp every log record with the id of the request it belongs to."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True
 
 
 # --- the request transaction ------------------------------------------------------------

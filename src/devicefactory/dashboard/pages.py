@@ -25,7 +25,8 @@ from devicefactory.actions.outcomes import OUTCOMES, outcome_key, outcome_label
 from devicefactory.dashboard import csrf
 from devicefactory.dashboard.session import PREFIX
 from devicefactory.errors import NotFound, ServiceError, Unauthorized, ValidationFailed
-from devicefactory.web import TransactionalRoute, request_id_var
+from devicefactory.logs import request_id_var
+from devicefactory.web import TransactionalRoute
 
 log = logging.getLogger("devicefactory.dashboard")
 HERE = Path(__file__).parent
