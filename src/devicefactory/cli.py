@@ -17,6 +17,7 @@ from devicefactory.accounts import service as accounts
 from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory, session_scope
 from devicefactory.errors import ServiceError
+from devicefactory.keys.master import load_master_key, rotate
 from devicefactory.logs import configure_logging
 from devicefactory.migrate import upgrade_database
 from devicefactory.processes import SERVE_PID_VARIABLE, end_with_serve
@@ -124,6 +125,51 @@ def worker(settings: Settings) -> None:
     configure_logging(settings.log_format)
     prepared_database(settings)
     run_workers(settings)
+
+
+@main.group("master-key")
+def master_key() -> None:
+    """The master key that seals every private key: its id, its rotation."""
+
+
+@master_key.command("id")
+@click.pass_obj
+def master_key_id(settings: Settings) -> None:
+    """Print the id of the configured master key (what each sealed key records)."""
+    click.echo(load_master_key(settings).key_id)
+
+
+@master_key.command("rotate")
+@click.option(
+    "--new-key-file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The new key (made, mode 0600, when it does not exist; wrapped by the HSM when one is set).",
+)
+@click.pass_obj
+def master_key_rotate(settings: Settings, new_key_file: Path) -> None:
+    """Re-seal every private key under a new master key, while the service runs.
+
+    Resumable: run it again after a crash. When it is done, restart every process with
+    DEVICEFACTORY_MASTER_KEY_FILE set to the new file (docs/deployment.md).
+    """
+    configure_logging(settings.log_format)
+    factory = prepared_database(settings)
+    current = load_master_key(settings)
+    new = load_master_key(settings, new_key_file)
+    click.echo(f"rotating from master key {current.key_id} to {new.key_id} ({new_key_file})")
+
+    def progress(what: str, done: int, left: int) -> None:
+        click.echo(f"  {what}: {done} re-sealed, {left} left")
+
+    try:
+        total = rotate(factory, current, new, progress)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"done: {total} private keys re-sealed; only {new_key_file} opens them now.\n"
+        f"Restart every process with DEVICEFACTORY_MASTER_KEY_FILE={new_key_file}"
+    )
 
 
 @main.group()

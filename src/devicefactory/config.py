@@ -17,6 +17,11 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///var/devicefactory.db"
     master_key_file: Path = Path("var/master.key")
+    # The master key wrapped by an AES key inside a PKCS#11 token (keys/hsm.py).
+    master_key_pkcs11_module: str | None = None
+    master_key_pkcs11_token_label: str | None = None
+    master_key_pkcs11_pin: str | None = None
+    master_key_pkcs11_key_label: str | None = None
     dsn_prefix: str = Field(default="AC000W", pattern=r"^[A-Z0-9]{1,12}$")
     key_pool_target: int = Field(default=5000, ge=0)
     # Fair share of the pool (devices.service.KeyPoolShare); by default 20 % of the target

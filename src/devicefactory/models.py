@@ -4,7 +4,7 @@ from devicefactory.accounts.models import AuthToken, ModuleModel, Oem, SignInFai
 from devicefactory.actions.models import ActionLine, FactoryAction, ValidateOverlay
 from devicefactory.db import Base
 from devicefactory.devices.models import Counter, Device, Job, UsedVerifyToken
-from devicefactory.keys.models import FillerReport, PoolKey
+from devicefactory.keys.models import FillerReport, MasterKeyRotation, PoolKey
 from devicefactory.storage import StoredFile, StoredFileChunk
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "FactoryAction",
     "FillerReport",
     "Job",
+    "MasterKeyRotation",
     "ModuleModel",
     "Oem",
     "PoolKey",

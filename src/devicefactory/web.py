@@ -42,7 +42,8 @@ from devicefactory.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from devicefactory.keys.crypto import MasterKey
+from devicefactory.keys.crypto import Keyring
+from devicefactory.keys.master import KeyringSource, load_master_key
 from devicefactory.limits import InFlightLimit, RateLimit, Slot
 from devicefactory.logs import request_id_var
 
@@ -170,13 +171,19 @@ def get_actor(request: Request, now: Annotated[datetime, Depends(get_now)]) -> A
     return actor
 
 
-async def get_master_key(request: Request) -> MasterKey:
-    """Loaded (or created, mode 0600) on first use, then kept for the app's life."""
-    key: MasterKey | None = getattr(request.app.state, "master_key", None)
-    if key is None:
-        key = MasterKey.load_or_create(request.app.state.settings.master_key_file)
-        request.app.state.master_key = key
-    return key
+def keyring_source(request: Request) -> KeyringSource:
+    """The master key loaded (or created, mode 0600) on first use, then kept for the app's
+    life, with any rotation in progress (keys.master)."""
+    source: KeyringSource | None = getattr(request.app.state, "keyring_source", None)
+    if source is None:
+        settings: Settings = request.app.state.settings
+        source = KeyringSource(load_master_key(settings), request.app.state.read_session_factory)
+        request.app.state.keyring_source = source
+    return source
+
+
+def get_keyring(request: Request) -> Keyring:
+    return keyring_source(request).current()
 
 
 async def get_read_sessions(request: Request) -> sessionmaker[Session]:
@@ -260,7 +267,7 @@ def stream_heavy(
 SessionDep = Annotated[Session, Depends(get_session)]
 SignInAddressLimit = Annotated[None, Depends(limit_sign_in_address)]
 ReadSessionsDep = Annotated[sessionmaker[Session], Depends(get_read_sessions)]
-MasterKeyDep = Annotated[MasterKey, Depends(get_master_key)]
+KeyringDep = Annotated[Keyring, Depends(get_keyring)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
 NowDep = Annotated[datetime, Depends(get_now)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

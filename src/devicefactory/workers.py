@@ -17,7 +17,7 @@ from devicefactory.actions.runner import ActionRunner
 from devicefactory.actions.service import sweep_stored_files
 from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory, session_scope, utcnow
-from devicefactory.keys.crypto import MasterKey
+from devicefactory.keys.master import KeyringSource, load_master_key
 from devicefactory.keys.pool import KeyPoolFiller
 from devicefactory.processes import SERVE_PID_VARIABLE, join_all, pause
 
@@ -34,8 +34,8 @@ def run_workers(settings: Settings, stop: threading.Event | None = None) -> None
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     factory = make_session_factory(make_engine(settings.database_url))
-    master_key = MasterKey.load_or_create(settings.master_key_file)
-    filler = KeyPoolFiller(factory, master_key, target=settings.key_pool_target, workers=settings.key_workers)
+    keys = KeyringSource(load_master_key(settings), factory)
+    filler = KeyPoolFiller(factory, keys, target=settings.key_pool_target, workers=settings.key_workers)
     runner = ActionRunner(factory, settings)
     threads = [
         _thread("key-pool", filler.run, stop),

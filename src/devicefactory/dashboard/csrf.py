@@ -13,9 +13,8 @@ import hmac
 
 from fastapi import Request
 
-from devicefactory.config import Settings
 from devicefactory.errors import Forbidden
-from devicefactory.keys.crypto import MasterKey
+from devicefactory.web import keyring_source
 
 FIELD = "csrf_token"
 _LABEL = b"devicefactory dashboard csrf v1"
@@ -31,8 +30,8 @@ class CsrfRejected(Forbidden):
 def _secret(request: Request) -> bytes:
     secret: bytes | None = getattr(request.app.state, "dashboard_csrf_secret", None)
     if secret is None:
-        settings: Settings = request.app.state.settings
-        master = MasterKey.load_or_create(settings.master_key_file).secret_bytes()
+        # The configured key, not a rotation's new one: every process computes the same.
+        master = keyring_source(request).keyring.configured.secret_bytes()
         secret = hmac.new(master, _LABEL, hashlib.sha256).digest()
         request.app.state.dashboard_csrf_secret = secret
     return secret

@@ -48,6 +48,7 @@ class Device(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     public_key: Mapped[str] = mapped_column(Text)
     sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str | None] = mapped_column(String(16), default=None)
     reserved_by_oem_id: Mapped[str | None] = mapped_column(ForeignKey("oems.oem_id"))
     owner_oem_id: Mapped[str | None] = mapped_column(ForeignKey("oems.oem_id"), default=None)
     reserve_action_id: Mapped[int | None] = mapped_column(

@@ -13,7 +13,7 @@ from devicefactory.devices.schemas import device_json, job_json, manufacture_jso
 from devicefactory.web import (
     ActorDep,
     JsonBody,
-    MasterKeyDep,
+    KeyringDep,
     NowDep,
     SessionDep,
     SettingsDep,
@@ -76,10 +76,10 @@ def verify(
     actor: ActorDep,
     session: SessionDep,
     now: NowDep,
-    master_key: MasterKeyDep,
+    keyring: KeyringDep,
 ) -> dict[str, Any]:
     """End-of-line check: the module decrypts-proves it holds the DSN's credential."""
-    device = service.verify_device(session, actor, dsn=dsn, body=body, now=now, master_key=master_key)
+    device = service.verify_device(session, actor, dsn=dsn, body=body, now=now, keyring=keyring)
     return {"device": device_json(device)}
 
 

@@ -41,11 +41,10 @@ from devicefactory.errors import (
 from devicefactory.keys import queries as key_queries
 from devicefactory.keys.crypto import (
     KeyDecryptionError,
-    MasterKey,
+    Keyring,
     SealedKeyPair,
     VerifyTokenError,
     decrypt_verify_token,
-    unseal_private_key,
 )
 
 MAX_RESERVE = 1000
@@ -118,13 +117,13 @@ def reserve_devices(
     _insert_reserved(
         session, actor, dsns, keys, model=model.name, oem_id=oem_id, action_id=action.id, now=now
     )
-    pairs = [(dsn, public) for dsn, (public, _) in zip(dsns, keys, strict=True)]
+    pairs = [(dsn, key.public_pem) for dsn, key in zip(dsns, keys, strict=True)]
     return Reservation(action.id, oem_id, pairs)
 
 
 def _take_keys(
     session: Session, oem_id: str | None, count: int, *, now: datetime, share: KeyPoolShare, below_limit: int
-) -> Sequence[tuple[str, bytes]]:
+) -> Sequence[SealedKeyPair]:
     """``count`` keys from the pool, if this OEM's fair share allows; else AFS-605 saying how
     many it could reserve now and, from the measured fill rate, when to retry."""
     size = key_queries.pool_size(session)
@@ -204,7 +203,7 @@ def _insert_reserved(
     session: Session,
     actor: Actor,
     dsns: list[str],
-    keys: Sequence[tuple[str, bytes]],
+    keys: Sequence[SealedKeyPair],
     *,
     model: str,
     oem_id: str | None,
@@ -218,15 +217,16 @@ def _insert_reserved(
                 "dsn": dsn,
                 "model": model,
                 "status": DeviceStatus.RESERVED,
-                "public_key": public,
-                "sealed_private_key": sealed,
+                "public_key": key.public_pem,
+                "sealed_private_key": key.sealed_private,
+                "master_key_id": key.key_id,
                 "reserved_by_oem_id": oem_id,
                 "reserve_action_id": action_id,
                 "reserved_at": now,
                 "datapoint_count": 0,
                 "last_job_failed": False,
             }
-            for dsn, (public, sealed) in zip(dsns, keys, strict=True)
+            for dsn, key in zip(dsns, keys, strict=True)
         ],
     )
     queries.insert_jobs(
@@ -269,7 +269,7 @@ def verify_device(
     dsn: str,
     body: Mapping[str, object],
     now: datetime,
-    master_key: MasterKey,
+    keyring: Keyring,
 ) -> Device:
     """The module proves it holds this DSN's credential: RSA-OAEP("<dsn>:<unix time>")."""
     require(actor.may_manufacture or actor.may_provision)
@@ -278,7 +278,7 @@ def verify_device(
         raise NotFound(f"Device {dsn} not found")
 
     def verify() -> Device:
-        token_hash = _check_verify_token(session, device, body.get("token"), now, master_key)
+        token_hash = _check_verify_token(session, device, body.get("token"), now, keyring)
         try:
             queries.use_verify_token(session, token_hash, device.dsn, now, keep=2 * VERIFY_WINDOW)
         except IntegrityError:  # the same token, accepted by a parallel request just now
@@ -292,7 +292,7 @@ def verify_device(
 
 
 def _check_verify_token(
-    session: Session, device: Device, token: object, now: datetime, master_key: MasterKey
+    session: Session, device: Device, token: object, now: datetime, keyring: Keyring
 ) -> str:
     """The token's hash, once it is known good and never used before."""
     if F.is_missing(token):
@@ -305,8 +305,8 @@ def _check_verify_token(
     if queries.verify_token_used(session, token_hash):
         raise ValidationFailed.of(["token was already used"])  # a replay
     try:
-        pair = SealedKeyPair(device.public_key, device.sealed_private_key)
-        message = decrypt_verify_token(raw, unseal_private_key(master_key, pair)).decode("ascii")
+        pair = SealedKeyPair(device.public_key, device.sealed_private_key, device.master_key_id)
+        message = decrypt_verify_token(raw, keyring.unseal(pair)).decode("ascii")
     except (binascii.Error, ValueError, VerifyTokenError, KeyDecryptionError, UnicodeDecodeError):
         raise ValidationFailed.of(["token does not decrypt with this device's key"]) from None
     token_dsn, _, stamp = message.rpartition(":")

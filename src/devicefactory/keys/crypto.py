@@ -7,6 +7,7 @@ import binascii
 import contextlib
 import datetime
 import hashlib
+import hmac
 import io
 import os
 import pathlib
@@ -31,7 +32,9 @@ __all__ = [
     "PUBLIC_KEY_PEM_HEADER",
     "InvalidCertificateError",
     "KeyDecryptionError",
+    "Keyring",
     "MasterKey",
+    "MasterKeyMissing",
     "SealedKeyPair",
     "VerifyTokenError",
     "build_dsn_zip",
@@ -47,6 +50,8 @@ __all__ = [
     "public_key_aad",
     "seal_key_pair",
     "unseal_private_key",
+    "unwrap_key",
+    "wrap_key",
 ]
 
 PUBLIC_KEY_PEM_HEADER = "-----BEGIN RSA PUBLIC KEY-----"
@@ -84,16 +89,18 @@ class MasterKey:
     Key file format: the 32 key bytes in standard base64 on one line (44 chars + newline).
     """
 
-    __slots__ = ("_aead", "_key")
+    __slots__ = ("_aead", "_key", "key_id")
 
     def __init__(self, key: bytes) -> None:
         if len(key) != _MASTER_KEY_LEN:
             raise ValueError(f"master key must be {_MASTER_KEY_LEN} bytes")
         self._key = bytes(key)
         self._aead = AESGCM(self._key)
+        # Names the key without revealing anything of it: what each sealed key records.
+        self.key_id = hmac.new(self._key, b"devicefactory master key id v1", hashlib.sha256).hexdigest()[:16]
 
     def __repr__(self) -> str:
-        return "MasterKey(<redacted>)"
+        return f"MasterKey(<redacted>, id={self.key_id})"
 
     @classmethod
     def load_or_create(cls, path: pathlib.Path) -> MasterKey:
@@ -132,19 +139,26 @@ class MasterKey:
 
     @classmethod
     def _create(cls, path: pathlib.Path) -> MasterKey:
-        path.parent.mkdir(parents=True, exist_ok=True)
         key = os.urandom(_MASTER_KEY_LEN)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        try:
-            _write_new_file(tmp, base64.b64encode(key) + b"\n")
-            # link() publishes a fully written file and fails if another process won the race.
-            os.link(tmp, path)
-        except FileExistsError:
-            return cls._load(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        if not publish_new_file(path, base64.b64encode(key) + b"\n"):
+            return cls._load(path)  # another process made it first
         return cls(key)
+
+
+def publish_new_file(path: pathlib.Path, data: bytes) -> bool:
+    """Write ``path`` (mode 0600) whole, unless it exists; False when another process won."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        _write_new_file(tmp, data)
+        # link() publishes a fully written file and fails if another process won the race.
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return True
 
 
 def _decode_key_file(data: bytes, path: pathlib.Path) -> bytes:
@@ -192,6 +206,8 @@ class SealedKeyPair:
 
     public_pem: str
     sealed_private: bytes = field(repr=False)
+    # The id of the master key that sealed it (None: sealed before ids were recorded).
+    key_id: str | None = None
 
 
 def public_key_aad(public_pem: str) -> bytes:
@@ -213,12 +229,67 @@ def generate_private_key_der() -> tuple[bytes, str]:
 
 def seal_key_pair(master: MasterKey, private_der: bytes, public_pem: str) -> SealedKeyPair:
     sealed = master.encrypt(private_der, aad=public_key_aad(public_pem))
-    return SealedKeyPair(public_pem=public_pem, sealed_private=sealed)
+    return SealedKeyPair(public_pem=public_pem, sealed_private=sealed, key_id=master.key_id)
 
 
 def unseal_private_key(master: MasterKey, pair: SealedKeyPair) -> bytes:
     """The PKCS#8 DER private key; raises KeyDecryptionError if it does not belong to pair."""
     return master.decrypt(pair.sealed_private, aad=public_key_aad(pair.public_pem))
+
+
+class MasterKeyMissing(KeyDecryptionError):
+    """The key that sealed a private key is not among the keys this process holds."""
+
+
+class Keyring:
+    """The master keys a process holds: ``primary`` seals, any of them opens.
+
+    ``configured`` is the one the process was started with (its settings); during a
+    rotation the new key joins as primary (keys.master).
+    """
+
+    def __init__(self, configured: MasterKey) -> None:
+        self.configured = self.primary = configured
+        self._keys = {configured.key_id: configured}
+
+    def add(self, key: MasterKey) -> None:
+        """Hold ``key`` too, and seal with it from now on."""
+        self._keys[key.key_id] = key
+        self.primary = key
+
+    def holds(self, key_id: str) -> bool:
+        return key_id in self._keys
+
+    def unseal(self, pair: SealedKeyPair) -> bytes:
+        """The PKCS#8 DER private key of ``pair``, opened with the key that sealed it."""
+        if pair.key_id is not None:
+            key = self._keys.get(pair.key_id)
+            if key is None:
+                raise MasterKeyMissing(f"master key {pair.key_id} is not loaded")
+            return unseal_private_key(key, pair)
+        for key in self._keys.values():  # sealed before ids were recorded: whichever opens it
+            with contextlib.suppress(KeyDecryptionError):
+                return unseal_private_key(key, pair)
+        raise KeyDecryptionError("no loaded master key opens this private key")
+
+    def reseal(self, pair: SealedKeyPair, key: MasterKey) -> SealedKeyPair:
+        """``pair`` sealed with ``key`` instead."""
+        return seal_key_pair(key, self.unseal(pair), pair.public_pem)
+
+
+def wrap_key(wrapping: MasterKey, key: MasterKey) -> bytes:
+    """``key`` sealed with ``wrapping`` (a rotation hands the new key to running processes)."""
+    return wrapping.encrypt(key.secret_bytes(), aad=_WRAP_AAD + key.key_id.encode())
+
+
+def unwrap_key(wrapping: MasterKey, wrapped: bytes, key_id: str) -> MasterKey:
+    key = MasterKey(wrapping.decrypt(wrapped, aad=_WRAP_AAD + key_id.encode()))
+    if key.key_id != key_id:
+        raise KeyDecryptionError("the unwrapped master key is not the one named")
+    return key
+
+
+_WRAP_AAD = b"devicefactory master key wrap v1:"
 
 
 def generate_sealed_key_pair(master_key_bytes: bytes) -> SealedKeyPair:

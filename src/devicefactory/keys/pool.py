@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from devicefactory.db import session_scope, utcnow
 from devicefactory.keys import queries
 from devicefactory.keys.crypto import MasterKey, SealedKeyPair, generate_sealed_key_pairs
+from devicefactory.keys.master import KeyringSource
 from devicefactory.processes import pause
 
 log = logging.getLogger("devicefactory.keys")
@@ -32,14 +33,14 @@ class KeyPoolFiller:
     def __init__(
         self,
         session_factory: sessionmaker[Session],
-        master_key: MasterKey,
+        keys: KeyringSource | MasterKey,
         *,
         target: int,
         workers: int,
         poll_seconds: float = 1.0,
     ) -> None:
         self.session_factory = session_factory
-        self.master_key = master_key
+        self.keys = keys
         self.target = target
         self.workers = workers
         self.poll_seconds = poll_seconds
@@ -53,6 +54,13 @@ class KeyPoolFiller:
         try:
             while not stop.is_set():
                 deficit = self.target - self._size()
+                if deficit > 0 and not self._may_seal():
+                    log.error(
+                        "this process holds a master key that a rotation replaced: restart it with "
+                        "the new DEVICEFACTORY_MASTER_KEY_FILE; the key pool is not filled meanwhile"
+                    )
+                    pause(stop, 60)
+                    continue
                 if deficit <= 0:
                     self._report()
                     pause(stop, self.poll_seconds)
@@ -66,13 +74,14 @@ class KeyPoolFiller:
 
     def _fill(self, executor: Executor, deficit: int, stop: threading.Event) -> None:
         """Keep every core busy until ``deficit`` keys are stored (or we are stopped)."""
-        secret = self.master_key.secret_bytes()
         in_flight: set[Future[list[SealedKeyPair]]] = set()
         scheduled = stored = 0
         started = time.monotonic()
         while (scheduled < deficit or in_flight) and not stop.is_set():
             while scheduled < deficit and len(in_flight) < self.workers * 2:
                 batch = min(KEYS_PER_TASK, deficit - scheduled)
+                # Asked per task: a rotation's new key seals from the next task on.
+                secret = self._sealing_key().secret_bytes()
                 in_flight.add(executor.submit(generate_sealed_key_pairs, secret, batch))
                 scheduled += batch
             done, in_flight = _wait_some(in_flight)
@@ -85,6 +94,12 @@ class KeyPoolFiller:
                 queries.report_fill_rate(session, self.worker_id, self.rate, now)
         for future in in_flight:
             future.cancel()
+
+    def _sealing_key(self) -> MasterKey:
+        return self.keys.current().primary if isinstance(self.keys, KeyringSource) else self.keys
+
+    def _may_seal(self) -> bool:
+        return self.keys.may_seal() if isinstance(self.keys, KeyringSource) else True
 
     def _report(self) -> None:
         """While the pool is full: the rate of the last fill, kept fresh."""
