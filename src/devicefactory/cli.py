@@ -163,7 +163,7 @@ def master_key_rotate(settings: Settings, new_key_file: Path) -> None:
         click.echo(f"  {what}: {done} re-sealed, {left} left")
 
     try:
-        total = rotate(factory, current, new, progress)
+        total = rotate(factory, current, new, progress, batch=settings.rotation_batch)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(

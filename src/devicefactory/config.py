@@ -17,6 +17,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///var/devicefactory.db"
     master_key_file: Path = Path("var/master.key")
+    rotation_batch: int = Field(default=500, ge=1)  # keys re-sealed a transaction
     # The master key wrapped by an AES key inside a PKCS#11 token (keys/hsm.py).
     master_key_pkcs11_module: str | None = None
     master_key_pkcs11_token_label: str | None = None

@@ -86,6 +86,20 @@ class AccountLocked(Unauthorized):
         )
 
 
+class KeyUnavailable(ServiceError):
+    """The master key that sealed a device's private key is not loaded (an operator's error:
+    a process left on a key that a rotation replaced)."""
+
+    code = "AFS-503"
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Service Unavailable: the master key that sealed this device's key is not loaded here; "
+            "the operator must restart the service with the current master key"
+        )
+
+
 class RequestTimeout(ServiceError):
     code = "AFS-408"
     status_code = 408

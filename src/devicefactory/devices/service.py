@@ -32,6 +32,7 @@ from devicefactory.errors import (
     InvalidCount,
     InvalidModel,
     KeyPoolExhausted,
+    KeyUnavailable,
     MissingAttributes,
     MissingFactoryCertificate,
     NotFound,
@@ -42,6 +43,7 @@ from devicefactory.keys import queries as key_queries
 from devicefactory.keys.crypto import (
     KeyDecryptionError,
     Keyring,
+    MasterKeyMissing,
     SealedKeyPair,
     VerifyTokenError,
     decrypt_verify_token,
@@ -307,6 +309,8 @@ def _check_verify_token(
     try:
         pair = SealedKeyPair(device.public_key, device.sealed_private_key, device.master_key_id)
         message = decrypt_verify_token(raw, keyring.unseal(pair)).decode("ascii")
+    except MasterKeyMissing:
+        raise KeyUnavailable() from None
     except (binascii.Error, ValueError, VerifyTokenError, KeyDecryptionError, UnicodeDecodeError):
         raise ValidationFailed.of(["token does not decrypt with this device's key"]) from None
     token_dsn, _, stamp = message.rpartition(":")

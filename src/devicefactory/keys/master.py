@@ -102,6 +102,8 @@ def rotate(
     current: MasterKey,
     new: MasterKey,
     progress: Callable[[str, int, int], None] = lambda _what, _done, _left: None,
+    *,
+    batch: int = BATCH,
 ) -> int:
     """Re-seal every private key under ``new``; returns how many were re-sealed.
 
@@ -114,7 +116,9 @@ def rotate(
     keyring.add(new)
     done = 0
     while True:
-        moved = sum(_reseal_all(factory, keyring, new, what, table, progress) for what, table in TABLES)
+        moved = sum(
+            _reseal_all(factory, keyring, new, what, table, progress, batch) for what, table in TABLES
+        )
         done += moved
         if moved == 0:
             time.sleep(SETTLE_SECONDS)  # a process may have sealed with the old key just now
@@ -152,11 +156,12 @@ def _reseal_all(
     what: str,
     table: Table,
     progress: Callable[[str, int, int], None],
+    batch: int,
 ) -> int:
     moved = 0
     while True:
         with session_scope(factory) as session:
-            rows = queries.sealed_otherwise(session, table, new.key_id, BATCH)
+            rows = queries.sealed_otherwise(session, table, new.key_id, batch)
             resealed = [
                 (
                     row.key,
@@ -172,7 +177,7 @@ def _reseal_all(
         moved += len(rows)
         if rows:
             progress(what, moved, _left(factory, table, new))
-        if len(rows) < BATCH:
+        if len(rows) < batch:
             return moved
 
 
