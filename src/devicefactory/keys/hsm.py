@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,13 +63,8 @@ class HsmWrap:
         """The master key wrapped in ``path``; a new one (wrapped, written 0600) if absent."""
         if path.exists():
             return MasterKey(self._unwrap(path.read_bytes().strip(), path))
-        secret = os.urandom(32)
-        nonce = os.urandom(_NONCE)
-        wrapped = self._with_key(
-            lambda key: key.encrypt(
-                secret, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, _AAD, 128)
-            )
-        )
+        secret, nonce = os.urandom(32), os.urandom(_NONCE)
+        wrapped = self._with_key(lambda key: key.encrypt(secret, **_gcm(nonce)), create=True)
         if not publish_new_file(path, PREFIX + base64.b64encode(nonce + wrapped) + b"\n"):
             return self.load_or_create(path)  # another process made it first
         return MasterKey(secret)
@@ -83,31 +79,41 @@ class HsmWrap:
         except ValueError:
             raise HsmError(f"{path} is not valid base64 after its prefix") from None
         nonce, wrapped = raw[:_NONCE], raw[_NONCE:]
-        try:
-            secret: bytes = self._with_key(
-                lambda key: key.decrypt(
-                    wrapped, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, _AAD, 128)
-                )
-            )
-        except pkcs11.PKCS11Error as error:
-            raise HsmError(f"the token could not unwrap {path}: {type(error).__name__}") from None
-        return secret
 
-    def _with_key(self, use: Any) -> Any:
+        def unwrap(key: Any) -> bytes:
+            try:
+                secret: bytes = key.decrypt(wrapped, **_gcm(nonce))
+            except pkcs11.PKCS11Error as error:
+                raise HsmError(f"the token could not unwrap {path}: {type(error).__name__}") from None
+            return secret
+
+        result: bytes = self._with_key(unwrap, create=False)
+        return result
+
+    def _with_key(self, use: Callable[[Any], Any], *, create: bool) -> Any:
+        """``use`` the token's wrapping key in a session; made first if ``create`` and missing."""
         try:
             token = pkcs11.lib(self.module).get_token(token_label=self.token_label)
             with token.open(user_pin=self.pin, rw=True) as session:
-                return use(self._key(session))
+                return use(self._key(session, create=create))
+        except HsmError:
+            raise
         except (pkcs11.PKCS11Error, RuntimeError, OSError) as error:
-            if isinstance(error, HsmError):
-                raise
             raise HsmError(f"the PKCS#11 token {self.token_label!r} could not be used: {error!r}") from None
 
-    def _key(self, session: Any) -> Any:
+    def _key(self, session: Any, *, create: bool) -> Any:
         try:
             return session.get_key(
                 object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=self.key_label
             )
         except pkcs11.NoSuchKey:
+            if not create:
+                raise HsmError(
+                    f"the token has no AES key labelled {self.key_label!r}, which wrapped the master key"
+                ) from None
             template = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False}
             return session.generate_key(KeyType.AES, 256, label=self.key_label, store=True, template=template)
+
+
+def _gcm(nonce: bytes) -> dict[str, Any]:
+    return {"mechanism": Mechanism.AES_GCM, "mechanism_param": GCMParams(nonce, _AAD, 128)}
