@@ -113,9 +113,12 @@ class LiveServer:
 # --- a large upload to work while processes are stopped and killed ------------------------
 
 
-def reserved_fleet(factory: sessionmaker[Session], oem_id: str, pair: SealedKeyPair, count: int) -> list[str]:
-    """``count`` reserved AY001MTP1 devices; the upload path never reads keys, so they share one."""
-    dsns = [f"AC000W{n:09d}" for n in range(1, count + 1)]
+def reserved_fleet(
+    factory: sessionmaker[Session], oem_id: str, pair: SealedKeyPair, count: int, first: int = 1
+) -> list[str]:
+    """``count`` reserved AY001MTP1 devices from ``first`` on (outside the DSN counter's
+    range when reserves run beside them); the upload path never reads keys, so they share one."""
+    dsns = [f"AC000W{n:09d}" for n in range(first, first + count)]
     now = datetime.now(UTC)
     with session_scope(factory) as session:
         queries.insert_devices(
