@@ -58,32 +58,42 @@ class DeviceField:
     card: str = "Factory data"
 
 
-R, RU, O, A = Role.REQUIRED, Role.REQUIRED_UNLESS_SET, Role.OPTIONAL, Role.ABSENT
+REQ, UNLESS, OPT, NO = Role.REQUIRED, Role.REQUIRED_UNLESS_SET, Role.OPTIONAL, Role.ABSENT
 
 # In the order of the seed's tables (AFS-607 lists missing fields in this order).
 FIELDS: tuple[DeviceField, ...] = (
-    DeviceField("mac", Kind.MAC, "MAC address", R, RU, max_length=12, log_name="mac", unique=True),
-    DeviceField("hwsig", Kind.TEXT, "Hardware signature", R, RU, max_length=128, log_name="hwsig", unique=True),
-    DeviceField("dom_at", Kind.MOMENT, "Date of manufacture (UTC)", R, RU, log_name="timestamp"),
-    DeviceField("manuf_model", Kind.TEXT, "Manufacturer model", O, RU, log_name="mfg_model"),
-    DeviceField("manuf_sn", Kind.TEXT, "Manufacturer SN", O, O, log_name="mfg_sn"),
-    DeviceField("odm", Kind.TEXT, "ODM", O, O, log_name="odm"),
-    DeviceField("module_sw_version", Kind.TEXT, "Module SW version", O, RU, log_name="mfg_sw_version"),
+    DeviceField("mac", Kind.MAC, "MAC address", REQ, UNLESS, max_length=12, log_name="mac", unique=True),
+    DeviceField(
+        "hwsig", Kind.TEXT, "Hardware signature", REQ, UNLESS, max_length=128, log_name="hwsig", unique=True
+    ),
+    DeviceField("dom_at", Kind.MOMENT, "Date of manufacture (UTC)", REQ, UNLESS, log_name="timestamp"),
+    DeviceField("manuf_model", Kind.TEXT, "Manufacturer model", OPT, UNLESS, log_name="mfg_model"),
+    DeviceField("manuf_sn", Kind.TEXT, "Manufacturer SN", OPT, OPT, log_name="mfg_sn"),
+    DeviceField("odm", Kind.TEXT, "ODM", OPT, OPT, log_name="odm"),
+    DeviceField("module_sw_version", Kind.TEXT, "Module SW version", OPT, UNLESS, log_name="mfg_sw_version"),
     DeviceField(
         "wifi_setup_key",
         Kind.TEXT,
         "WiFi setup key",
-        O,
-        O,
+        OPT,
+        OPT,
         log_name="wifi_setup_key",
         search=Search.WILDCARD,
         secret=True,
     ),
     DeviceField(
-        "ads_connect_flag", Kind.FLAG, "ADS connect flag", O, O, log_name="ads_connect_flag", search=Search.FLAG
+        "ads_connect_flag",
+        Kind.FLAG,
+        "ADS connect flag",
+        OPT,
+        OPT,
+        log_name="ads_connect_flag",
+        search=Search.FLAG,
     ),
-    DeviceField("oem_model", Kind.TEXT, "OEM model", A, R, log_name="oem_model", factory=False, card="Product"),
-    DeviceField("oem_host_version", Kind.TEXT, "OEM host version", A, R, factory=False, card="Product"),
+    DeviceField(
+        "oem_model", Kind.TEXT, "OEM model", NO, REQ, log_name="oem_model", factory=False, card="Product"
+    ),
+    DeviceField("oem_host_version", Kind.TEXT, "OEM host version", NO, REQ, factory=False, card="Product"),
 )
 BY_NAME = {field.name: field for field in FIELDS}
 
