@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import isolation, keygen, machine, manufacture, reserve, search, upload
+from bench import isolation, keygen, machine, manufacture, reserve, scale, search, upload
 from bench.report import RESULTS_DIR, write_json
 
 BENCHMARKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -18,6 +18,7 @@ BENCHMARKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
     ("upload", upload.run),
     ("search", search.run),
     ("isolation", isolation.run),
+    ("scale", scale.run),
 ]
 
 

@@ -26,9 +26,9 @@ from bench.report import RESULTS_DIR
 from devicefactory.db import make_engine, make_session_factory, session_scope, utcnow
 from devicefactory.keys import queries
 from devicefactory.keys.crypto import MasterKey, SealedKeyPair
-from devicefactory.keys.models import PoolKey
 from devicefactory.keys.pool import fill_pool_now
 from devicefactory.migrate import upgrade_database
+from devicefactory.tables.keys import PoolKey
 
 MASTER_KEY_FILE = RESULTS_DIR / "master.key"
 CACHE_FILE = RESULTS_DIR / "keycache.pickle"

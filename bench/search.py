@@ -44,11 +44,11 @@ from devicefactory.accounts import queries as account_queries
 from devicefactory.accounts import service as accounts
 from devicefactory.accounts.policy import Actor, Role
 from devicefactory.db import make_engine, make_session_factory, session_scope
-from devicefactory.devices.models import Device
 from devicefactory.devices.queries import DEVICES, search_devices, search_statement
 from devicefactory.devices.search import parse_search
 from devicefactory.keys.crypto import SealedKeyPair
 from devicefactory.migrate import alembic_config
+from devicefactory.tables.devices import Device
 
 FLEET = 1_000_000
 BLOCK = 1_000  # one reservation: contiguous DSNs of one OEM and one model

@@ -37,7 +37,6 @@ from bench.world import EMAIL, create_module_maker, prepare_database, sign_in
 from devicefactory.accounts import queries as account_queries
 from devicefactory.accounts.service import actor_for
 from devicefactory.actions.logfile import LogRecord, iter_upload
-from devicefactory.actions.models import FactoryAction
 from devicefactory.actions.runner import ActionRunner
 from devicefactory.actions.uploads import create_upload_action
 from devicefactory.config import Settings
@@ -45,6 +44,7 @@ from devicefactory.db import make_engine, make_session_factory, session_scope, u
 from devicefactory.devices import queries as device_queries
 from devicefactory.keys.crypto import SealedKeyPair
 from devicefactory.storage import FileStore
+from devicefactory.tables.actions import FactoryAction
 
 LINES = 100_000
 MODEL = "AY001MTP1"

@@ -27,7 +27,7 @@ from devicefactory.config import Settings
 from devicefactory.db import Base, make_engine, make_session_factory, normalize_url
 from devicefactory.keys.crypto import MasterKey
 from devicefactory.migrate import upgrade_database
-from devicefactory.models import Base as _AllModels  # noqa: F401 - complete metadata
+from devicefactory.tables import Base as _AllModels  # noqa: F401 - complete metadata
 from tests.keycache import KeyCache
 from tests.live import LiveServer
 from tests.world import World, build_world

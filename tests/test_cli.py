@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devicefactory.accounts.models import Oem, User
+from devicefactory.tables.accounts import Oem, User
 from tests.world import factory_certificate
 
 

@@ -24,9 +24,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devicefactory.actions.models import ActionLine, FactoryAction
-from devicefactory.devices.models import Job
-from devicefactory.keys.models import FillerReport, PoolKey
+from devicefactory.tables.actions import ActionLine, FactoryAction
+from devicefactory.tables.devices import Job
+from devicefactory.tables.keys import FillerReport, PoolKey
 from tests.keycache import KeyCache
 from tests.live import LiveServer, reserved_fleet, upload_log, wait_for_action
 from tests.world import World

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from devicefactory.accounts import service as accounts_service
 from devicefactory.db import is_statement_timeout, make_engine, session_scope, utcnow
 from devicefactory.keys.crypto import encrypt_verify_token
-from devicefactory.keys.models import FillerReport
+from devicefactory.tables.keys import FillerReport
 from tests.api import (
     ACTIONS,
     DEVICES,

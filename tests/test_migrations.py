@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from devicefactory.migrate import upgrade_database
-from devicefactory.models import Base
+from devicefactory.tables import Base
 from tests.conftest import reset_schema
 
 

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devicefactory.actions.models import ActionLine, FactoryAction
-from devicefactory.devices.models import Device, Job
-from devicefactory.keys.models import PoolKey
+from devicefactory.tables.actions import ActionLine, FactoryAction
+from devicefactory.tables.devices import Device, Job
+from devicefactory.tables.keys import PoolKey
 from tests.keycache import KeyCache
 from tests.live import (
     LiveServer,

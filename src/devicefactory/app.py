@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from devicefactory.accounts.access import SignInLimits
 from devicefactory.accounts.router import admin_router, users_router
 from devicefactory.actions.router import router as actions_router
 from devicefactory.config import Settings
@@ -24,11 +25,12 @@ from devicefactory.devices.router import router as devices_router
 from devicefactory.errors import Forbidden
 from devicefactory.gauges import database_gauges
 from devicefactory.health import not_ready_because
+from devicefactory.http.errors import error_response, install_error_handlers
+from devicefactory.http.middleware import RequestContextMiddleware
 from devicefactory.limits import InFlightLimit, RateLimit
 from devicefactory.logs import configure_logging
 from devicefactory.metrics import Metrics
 from devicefactory.storage import FileStore
-from devicefactory.web import RequestContextMiddleware, SignInLimits, error_response, install_error_handlers
 
 API_DESCRIPTION = """\
 Device Factory Service: reserve device serial numbers (DSNs) with their RSA key pairs,

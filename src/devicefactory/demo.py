@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts import service as accounts
-from devicefactory.accounts.models import User
 from devicefactory.accounts.policy import Role
 from devicefactory.keys.crypto import make_self_signed_certificate
+from devicefactory.tables.accounts import User
 
 DEMO_PASSWORD = "factory-demo-2026"
 PLATFORM_ADMIN = "admin@devicefactory.example"

@@ -8,10 +8,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devicefactory.actions.models import ActionStatus, FactoryAction
+from devicefactory.counters import KEYS_GENERATED, counter_value
 from devicefactory.db import utcnow
-from devicefactory.devices.queries import KEYS_GENERATED, counter_value
 from devicefactory.keys import queries
+from devicefactory.tables.actions import ActionStatus, FactoryAction
 
 
 def database_gauges(factory: sessionmaker[Session]) -> Iterable[Metric]:

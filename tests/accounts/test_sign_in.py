@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import FrozenClock
 from tests.world import PASSWORD, World, sign_in
 
-from devicefactory.accounts.models import AuthToken, User
+from devicefactory.tables.accounts import AuthToken, User
 
 
 def _models_call(client: TestClient, token: str) -> int:

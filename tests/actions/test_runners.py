@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.api import HEAD, action, log_line, reserve, upload
 from tests.world import World
 
-from devicefactory.actions.models import ActionLine, FactoryAction
 from devicefactory.actions.runner import ActionRunner
 from devicefactory.config import Settings
 from devicefactory.db import session_scope
-from devicefactory.devices.models import Job
 from devicefactory.storage import delete_files
+from devicefactory.tables.actions import ActionLine, FactoryAction
+from devicefactory.tables.devices import Job
 
 
 def test_two_runners_share_the_work(

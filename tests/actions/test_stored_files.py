@@ -14,11 +14,11 @@ from tests.api import ACTIONS, action, file_text, log_line, upload
 from tests.conftest import reset_schema
 from tests.world import World
 
-from devicefactory.actions.models import FactoryAction
 from devicefactory.actions.service import sweep_stored_files
 from devicefactory.db import session_scope, utcnow
 from devicefactory.migrate import alembic_config, upgrade_database
 from devicefactory.storage import CHUNK, FileStore, StoredFile, StoredFileChunk
+from devicefactory.tables.actions import FactoryAction
 
 
 def test_a_large_upload_is_stored_in_chunks_and_worked_whole(

@@ -12,8 +12,8 @@ from tests.keycache import KeyCache
 from tests.live import LiveServer, reserved_fleet, upload_log, wait_for_action
 from tests.world import World
 
-from devicefactory.actions.models import ActionLine
-from devicefactory.devices.models import Device, Job
+from devicefactory.tables.actions import ActionLine
+from devicefactory.tables.devices import Device, Job
 
 LINES = 20_000
 

@@ -122,7 +122,7 @@ def test_every_outcome_in_validate_and_submit_then_reupload(
 def _line_outcomes(world: World, action_id: int) -> dict[int, str]:
     from sqlalchemy import select
 
-    from devicefactory.actions.models import ActionLine
+    from devicefactory.tables.actions import ActionLine
 
     with world.client.app.state.session_factory() as session:  # type: ignore[attr-defined]
         return {

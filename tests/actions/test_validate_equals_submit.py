@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.api import HEAD, action, upload
 from tests.world import World
 
-from devicefactory.actions.models import ActionLine, ValidateOverlay
 from devicefactory.actions.runner import ActionRunner
 from devicefactory.config import Settings
 from devicefactory.db import session_scope
 from devicefactory.devices import queries
-from devicefactory.devices.models import Device
+from devicefactory.tables.actions import ActionLine, ValidateOverlay
+from devicefactory.tables.devices import Device
 
 # Each example works on DSNs, macs and hwsigs of its own, so examples never meet.
 _EXAMPLES = itertools.count(1)

@@ -14,8 +14,8 @@ from tests.conftest import FrozenClock
 from tests.dashboard.conftest import Dash, csrf_of, sign_in_form
 from tests.world import World
 
-from devicefactory.actions.models import FactoryAction
-from devicefactory.devices.models import Device, Job
+from devicefactory.tables.actions import FactoryAction
+from devicefactory.tables.devices import Device, Job
 
 V1 = "/devicefactory/v1"
 

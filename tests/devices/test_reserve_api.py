@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.api import FAILURES, assert_error, device, jobs, manufacture, ok, post_reserve, reservation
 from tests.world import PASSWORD, World, factory_certificate, sign_in
 
-from devicefactory.accounts.models import Oem
 from devicefactory.config import Settings
 from devicefactory.db import session_scope
 from devicefactory.devices.dsn import format_dsn
+from devicefactory.tables.accounts import Oem
 
 V1 = "/devicefactory/v1/devices"
 RESERVE = f"{V1}/reserve"

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.live import LiveServer
 from tests.world import World
 
-from devicefactory.devices.models import Device
-from devicefactory.keys.models import PoolKey
+from devicefactory.tables.devices import Device
+from devicefactory.tables.keys import PoolKey
 
 RESERVERS = ["mm", "mm_admin", "mm2", "som", "gateway_admin", "som2", "product_admin", "ayla"]
 

@@ -22,7 +22,6 @@ from tests.keycache import KeyCache
 from tests.live import LiveServer
 from tests.world import World
 
-from devicefactory.devices.models import Device
 from devicefactory.keys import master
 from devicefactory.keys.crypto import (
     KeyDecryptionError,
@@ -32,7 +31,8 @@ from devicefactory.keys.crypto import (
     encrypt_verify_token,
 )
 from devicefactory.keys.master import KeyringSource, rotate
-from devicefactory.keys.models import MasterKeyRotation, PoolKey
+from devicefactory.tables.devices import Device
+from devicefactory.tables.keys import MasterKeyRotation, PoolKey
 
 Pool = Callable[[int], None]
 

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.api import reservation
 from tests.world import World, factory_certificate
 
-from devicefactory.devices.models import Device
 from devicefactory.keys.crypto import (
     MasterKey,
     SealedKeyPair,
@@ -26,6 +25,7 @@ from devicefactory.keys.crypto import (
     encrypt_verify_token,
     unseal_private_key,
 )
+from devicefactory.tables.devices import Device
 
 V1 = "/devicefactory/v1"
 

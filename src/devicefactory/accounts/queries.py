@@ -10,8 +10,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from devicefactory.accounts.models import AuthToken, ModuleModel, Oem, SignInFailures, User
 from devicefactory.accounts.policy import Actor
+from devicefactory.tables.accounts import AuthToken, ModuleModel, Oem, SignInFailures, User
 
 
 def get_oem(session: Session, oem_id: str) -> Oem | None:

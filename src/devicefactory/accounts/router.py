@@ -8,21 +8,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from devicefactory.accounts import service
+from devicefactory.accounts.access import ActorDep, SignInAddressLimit, limit_sign_in_email
 from devicefactory.accounts.policy import require_platform_admin
 from devicefactory.accounts.schemas import model_json, oem_json, tokens_json, user_json
 from devicefactory.errors import MalformedRequest, ValidationFailed
-from devicefactory.web import (
-    ActorDep,
-    JsonBody,
+from devicefactory.http.bodies import JsonBody, TextBody, section
+from devicefactory.http.transaction import (
     NowDep,
+    ReadSession,
     ReadSessionsDep,
-    SessionDep,
     SettingsDep,
-    SignInAddressLimit,
-    TextBody,
     TransactionalRoute,
-    limit_sign_in_email,
-    section,
+    WriteSession,
 )
 
 users_router = APIRouter(prefix="/users", tags=["sign-in"], route_class=TransactionalRoute)
@@ -35,7 +32,7 @@ def sign_in(
     body: JsonBody,
     request: Request,
     read: ReadSessionsDep,
-    session: SessionDep,
+    session: WriteSession,
     settings: SettingsDep,
     now: NowDep,
 ) -> dict[str, Any]:
@@ -56,7 +53,9 @@ def sign_in(
 
 
 @users_router.post("/refresh_token")
-def refresh_token(body: JsonBody, session: SessionDep, settings: SettingsDep, now: NowDep) -> dict[str, Any]:
+def refresh_token(
+    body: JsonBody, session: WriteSession, settings: SettingsDep, now: NowDep
+) -> dict[str, Any]:
     """Trade a refresh token for a new pair; the old refresh token stops working."""
     user = section(body, "user")
     tokens = service.refresh_tokens(
@@ -66,14 +65,14 @@ def refresh_token(body: JsonBody, session: SessionDep, settings: SettingsDep, no
 
 
 @users_router.post("/sign_out")
-def sign_out(body: JsonBody, session: SessionDep, now: NowDep) -> dict[str, Any]:
+def sign_out(body: JsonBody, session: WriteSession, now: NowDep) -> dict[str, Any]:
     """Revoke an access token."""
     service.sign_out(session, access_token=_text(section(body, "user"), "access_token"), now=now)
     return {}
 
 
 @admin_router.post("/oems", status_code=201)
-def create_oem(body: JsonBody, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+def create_oem(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict[str, Any]:
     """Create an OEM (Ayla::Admin)."""
     require_platform_admin(actor)
     fields = _unwrap(body, "oem")
@@ -88,20 +87,20 @@ def create_oem(body: JsonBody, actor: ActorDep, session: SessionDep) -> dict[str
 
 
 @admin_router.get("/oems")
-def list_oems(actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+def list_oems(actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """Every OEM (Ayla::Admin)."""
     return {"oems": [oem_json(oem) for oem in service.list_oems(session, actor)]}
 
 
 @admin_router.put("/oems/{oem_id}/certificate")
-def put_certificate(oem_id: str, pem: TextBody, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+def put_certificate(oem_id: str, pem: TextBody, actor: ActorDep, session: WriteSession) -> dict[str, Any]:
     """Replace an OEM's factory certificate (PEM body; Ayla::Admin)."""
     oem = service.set_factory_certificate(session, actor, oem_id=oem_id, pem=pem)
     return {"oem": oem_json(oem)}
 
 
 @admin_router.post("/users", status_code=201)
-def create_user(body: JsonBody, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+def create_user(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict[str, Any]:
     """Create a user (Ayla::Admin; OEM::Admin within its own OEM)."""
     fields = _unwrap(body, "user")
     user = service.create_user(
@@ -116,13 +115,13 @@ def create_user(body: JsonBody, actor: ActorDep, session: SessionDep) -> dict[st
 
 
 @admin_router.get("/users")
-def list_users(actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+def list_users(actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """The users the caller manages."""
     return {"users": [user_json(user) for user in service.list_users(session, actor)]}
 
 
 @admin_router.post("/models", status_code=201)
-def create_model(body: JsonBody, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+def create_model(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict[str, Any]:
     """Create a module model (Ayla::Admin)."""
     require_platform_admin(actor)
     fields = _unwrap(body, "model")
@@ -136,7 +135,7 @@ def create_model(body: JsonBody, actor: ActorDep, session: SessionDep) -> dict[s
 
 
 @admin_router.get("/models")
-def list_models(_actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+def list_models(_actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """Every module model (any signed-in user: the dashboard lists them)."""
     return {"models": [model_json(model) for model in service.list_models(session)]}
 

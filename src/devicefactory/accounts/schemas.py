@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from devicefactory.accounts.models import ModuleModel, Oem, User
 from devicefactory.accounts.service import IssuedTokens
+from devicefactory.tables.accounts import ModuleModel, Oem, User
 
 
 def tokens_json(tokens: IssuedTokens) -> dict[str, Any]:

@@ -13,13 +13,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.accounts import queries
-from devicefactory.accounts.models import (
-    DEFAULT_RESERVATION_LIMIT,
-    AuthToken,
-    ModuleModel,
-    Oem,
-    User,
-)
 from devicefactory.accounts.policy import Actor, ModelKind, Role, require, require_platform_admin
 from devicefactory.accounts.secrets import hash_password, new_token, token_hash, verify_password
 from devicefactory.errors import (
@@ -31,6 +24,13 @@ from devicefactory.errors import (
     ValidationFailed,
 )
 from devicefactory.keys.crypto import InvalidCertificateError, load_factory_certificate
+from devicefactory.tables.accounts import (
+    DEFAULT_RESERVATION_LIMIT,
+    AuthToken,
+    ModuleModel,
+    Oem,
+    User,
+)
 
 REFRESH_TTL = timedelta(days=30)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

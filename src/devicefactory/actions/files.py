@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.actions import queries
-from devicefactory.actions.models import ActionType, FactoryAction
 from devicefactory.actions.outcomes import OUTCOMES, outcome_label
 from devicefactory.keys.crypto import build_reserve_bundle
+from devicefactory.tables.actions import ActionType, FactoryAction
 
 CSV_HEADER = ("dsn", "model", "status", "result", "error_code")
 PAGE = 1000

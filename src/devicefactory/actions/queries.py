@@ -10,12 +10,12 @@ from sqlalchemy import ColumnElement, Row, Table, delete, select, true
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor
-from devicefactory.actions.models import ActionLine, ActionStatus, FactoryAction, ValidateOverlay
 from devicefactory.actions.outcomes import FAILED_OUTCOMES, LineOutcome
 from devicefactory.db import insert_many
-from devicefactory.devices.models import Device, Job
 from devicefactory.devices.queries import Reach, reachable
 from devicefactory.storage import StoredFile
+from devicefactory.tables.actions import ActionLine, ActionStatus, FactoryAction, ValidateOverlay
+from devicefactory.tables.devices import Device, Job
 
 ACTION_LINES = cast(Table, ActionLine.__table__)
 

@@ -8,18 +8,19 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from devicefactory.accounts.access import ActorDep
 from devicefactory.actions import service, uploads
 from devicefactory.actions.schemas import action_json
 from devicefactory.devices.schemas import device_json
-from devicefactory.web import (
-    ActorDep,
+from devicefactory.http.bodies import parse_upload_form
+from devicefactory.http.streaming import stream_heavy
+from devicefactory.http.transaction import (
     NowDep,
+    ReadSession,
     ReadSessionsDep,
-    SessionDep,
     SettingsDep,
     TransactionalRoute,
-    parse_upload_form,
-    stream_heavy,
+    WriteSession,
 )
 
 router = APIRouter(
@@ -32,7 +33,7 @@ router = APIRouter(
 @router.get("")
 def list_actions(
     actor: ActorDep,
-    session: SessionDep,
+    session: ReadSession,
     type: Annotated[str | None, Query()] = None,
     status: str | None = None,
     created_by: str | None = None,
@@ -59,7 +60,7 @@ def list_actions(
 
 @router.post("", status_code=202)
 async def upload(
-    request: Request, actor: ActorDep, session: SessionDep, settings: SettingsDep, now: NowDep
+    request: Request, actor: ActorDep, session: WriteSession, settings: SettingsDep, now: NowDep
 ) -> JSONResponse:
     """Upload a factory log or CSV (multipart: `file`, `type`, `validate_only`, `oem_host_version`).
 
@@ -89,7 +90,7 @@ async def upload(
 
 @router.get("/{action_id}")
 def get_action(
-    action_id: int, actor: ActorDep, session: SessionDep, limit: int = 100, after: str | None = None
+    action_id: int, actor: ActorDep, session: ReadSession, limit: int = 100, after: str | None = None
 ) -> dict[str, Any]:
     """The action and its devices (paged by DSN with `after`)."""
     action, devices = service.action_devices(session, actor, action_id, limit=limit, after=after)
@@ -98,7 +99,7 @@ def get_action(
 
 @router.get("/{action_id}/files/{kind}")
 def download(
-    action_id: int, kind: str, request: Request, actor: ActorDep, session: SessionDep, pages: ReadSessionsDep
+    action_id: int, kind: str, request: Request, actor: ActorDep, session: ReadSession, pages: ReadSessionsDep
 ) -> Response:
     """`csv`, `log`, `xml` (reserve: the encrypted DSN bundle) or `failed` (upload lines to fix).
 

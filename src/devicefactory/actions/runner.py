@@ -27,13 +27,13 @@ from devicefactory.accounts.policy import Actor
 from devicefactory.accounts.service import actor_for
 from devicefactory.actions import queries
 from devicefactory.actions.logfile import ParsedLine, iter_upload
-from devicefactory.actions.models import ActionStatus, FactoryAction
 from devicefactory.actions.outcomes import LineOutcome
 from devicefactory.actions.uploads import work_lines
 from devicefactory.config import Settings
 from devicefactory.db import session_scope, utcnow
 from devicefactory.processes import pause
 from devicefactory.storage import FileStore, is_stored
+from devicefactory.tables.actions import ActionStatus, FactoryAction
 
 log = logging.getLogger("devicefactory.actions")
 

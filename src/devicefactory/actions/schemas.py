@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from devicefactory.accounts.schemas import iso
-from devicefactory.actions.models import ActionType, FactoryAction
 from devicefactory.actions.outcomes import OUTCOMES, outcome_key
+from devicefactory.tables.actions import ActionType, FactoryAction
 
 FILES = {ActionType.RESERVE: ("csv", "log", "xml")}
 UPLOAD_FILES = ("csv", "log", "failed")

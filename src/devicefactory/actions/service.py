@@ -12,10 +12,10 @@ from devicefactory import storage
 from devicefactory.accounts import queries as accounts_queries
 from devicefactory.accounts.policy import Actor
 from devicefactory.actions import files, queries
-from devicefactory.actions.models import ActionLine, ActionStatus, ActionType, FactoryAction
-from devicefactory.devices.models import Device
 from devicefactory.devices.search import parse_moment
 from devicefactory.errors import NotFound, ValidationFailed
+from devicefactory.tables.actions import ActionLine, ActionStatus, ActionType, FactoryAction
+from devicefactory.tables.devices import Device
 
 MAX_PAGE = 500
 MAX_ID = 2**31 - 1

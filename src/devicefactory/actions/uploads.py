@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor, require
 from devicefactory.actions.logfile import LineError, LogRecord, ParsedLine, UploadScan
-from devicefactory.actions.models import ActionStatus, ActionType, FactoryAction
 from devicefactory.actions.outcomes import LineOutcome
 from devicefactory.actions.overlay import StoredOverlay
 from devicefactory.devices import factory_data
@@ -20,6 +19,7 @@ from devicefactory.devices.fields import is_missing
 from devicefactory.devices.queries import plausible_dsn
 from devicefactory.errors import MissingAttributes, NotFound, ServiceError, ValidationFailed
 from devicefactory.storage import FileStore
+from devicefactory.tables.actions import ActionStatus, ActionType, FactoryAction
 
 UPLOAD_TYPES = ("manufacture", "provision")
 # Which log lines an upload applies (§7); other statuses are skipped.

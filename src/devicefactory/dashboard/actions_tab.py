@@ -10,16 +10,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from devicefactory.accounts import service as accounts
-from devicefactory.accounts.models import ModuleModel, Oem
 from devicefactory.accounts.policy import Actor, ModelKind
 from devicefactory.actions import service, uploads
-from devicefactory.actions.models import ActionLine, ActionStatus, ActionType, FactoryAction
 from devicefactory.dashboard import csrf, forms
 from devicefactory.dashboard.pages import DashboardRoute, redirect, render
 from devicefactory.dashboard.session import PREFIX, CheckedForm, DashboardActor, session_token
 from devicefactory.devices import service as devices
 from devicefactory.errors import MissingAttributes, ValidationFailed
-from devicefactory.web import NowDep, ReadSessionsDep, SessionDep, SettingsDep, stream_heavy
+from devicefactory.http.streaming import stream_heavy
+from devicefactory.http.transaction import NowDep, ReadSession, ReadSessionsDep, SettingsDep, WriteSession
+from devicefactory.tables.accounts import ModuleModel, Oem
+from devicefactory.tables.actions import ActionLine, ActionStatus, ActionType, FactoryAction
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
@@ -54,7 +55,7 @@ def upload_lines(
 
 
 @router.get("")
-def actions_page(request: Request, actor: DashboardActor, session: SessionDep) -> Response:
+def actions_page(request: Request, actor: DashboardActor, session: ReadSession) -> Response:
     """The landing page: the OEM's factory actions, newest first."""
     error: ValidationFailed | None = None
     actions: Sequence[FactoryAction] = []
@@ -99,7 +100,7 @@ def actions_page(request: Request, actor: DashboardActor, session: SessionDep) -
 
 @router.post("/actions/reserve")
 def reserve(
-    actor: DashboardActor, form: CheckedForm, session: SessionDep, settings: SettingsDep, now: NowDep
+    actor: DashboardActor, form: CheckedForm, session: WriteSession, settings: SettingsDep, now: NowDep
 ) -> Response:
     """RESERVE DSNS: one contiguous range with a key pair each; then the bundle is offered."""
     body = {"model": form.get("model"), "count": form.get("count")}
@@ -118,7 +119,7 @@ def reserve(
 
 @router.post("/actions/upload")
 async def upload(
-    request: Request, actor: DashboardActor, session: SessionDep, settings: SettingsDep, now: NowDep
+    request: Request, actor: DashboardActor, session: WriteSession, settings: SettingsDep, now: NowDep
 ) -> Response:
     """A factory log or CSV: the action is queued and worked in the background."""
     form = await request.form(max_files=1, max_fields=16)
@@ -163,13 +164,13 @@ def _action_context(request: Request, session: Session, actor: Actor, action_id:
 
 
 @router.get("/actions/{action_id}")
-def action_page(action_id: int, request: Request, actor: DashboardActor, session: SessionDep) -> Response:
+def action_page(action_id: int, request: Request, actor: DashboardActor, session: ReadSession) -> Response:
     """One action: its progress while it runs, then its outcome and each line's."""
     return render(request, "action.html", _action_context(request, session, actor, action_id))
 
 
 @router.get("/actions/{action_id}/live")
-def action_live(action_id: int, request: Request, actor: DashboardActor, session: SessionDep) -> Response:
+def action_live(action_id: int, request: Request, actor: DashboardActor, session: ReadSession) -> Response:
     """The progress panel alone, polled by the page (and the upload dialogs) while the action runs."""
     return render(request, "_action_live.html", _action_context(request, session, actor, action_id))
 
@@ -180,7 +181,7 @@ def action_file(
     kind: str,
     request: Request,
     actor: DashboardActor,
-    session: SessionDep,
+    session: ReadSession,
     pages: ReadSessionsDep,
 ) -> Response:
     """CSV, LOG, XML (reserve bundle) or failed lines, with the session cookie (streamed)."""

@@ -8,6 +8,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 
 from devicefactory.accounts import service as accounts
+from devicefactory.accounts.access import limit_sign_in_email
 from devicefactory.dashboard import csrf
 from devicefactory.dashboard.pages import DashboardRoute, redirect, render
 from devicefactory.dashboard.session import (
@@ -24,14 +25,8 @@ from devicefactory.dashboard.session import (
     set_cookie,
 )
 from devicefactory.errors import ServiceError, TooManyRequests, Unauthorized
-from devicefactory.web import (
-    NowDep,
-    ReadSessionsDep,
-    SessionDep,
-    SettingsDep,
-    client_address,
-    limit_sign_in_email,
-)
+from devicefactory.http.caller import client_address
+from devicefactory.http.transaction import NowDep, ReadSessionsDep, SettingsDep, WriteSession
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
@@ -78,7 +73,7 @@ def sign_in(
     request: Request,
     form: SignInForm,
     read: ReadSessionsDep,
-    session: SessionDep,
+    session: WriteSession,
     settings: SettingsDep,
     now: NowDep,
 ) -> Response:
@@ -108,7 +103,7 @@ def sign_in(
 
 
 @router.post("/sign_out")
-def sign_out(request: Request, _form: CheckedForm, session: SessionDep, now: NowDep) -> Response:
+def sign_out(request: Request, _form: CheckedForm, session: WriteSession, now: NowDep) -> Response:
     token = session_token(request)
     if token:
         # Already expired or revoked: signing out is done either way.

@@ -14,7 +14,7 @@ import hmac
 from fastapi import Request
 
 from devicefactory.errors import Forbidden
-from devicefactory.web import keyring_source
+from devicefactory.keys.access import keyring_source
 
 FIELD = "csrf_token"
 _LABEL = b"devicefactory dashboard csrf v1"

@@ -12,10 +12,10 @@ from devicefactory.dashboard import forms
 from devicefactory.dashboard.pages import DashboardRoute, render
 from devicefactory.dashboard.session import PREFIX, CheckedForm, DashboardActor
 from devicefactory.devices import service
-from devicefactory.devices.models import Device
 from devicefactory.devices.search import STATUSES
 from devicefactory.errors import ValidationFailed
-from devicefactory.web import NowDep, SessionDep
+from devicefactory.http.transaction import NowDep, ReadSession, WriteSession
+from devicefactory.tables.devices import Device
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
@@ -40,7 +40,7 @@ def may_reset(actor: Actor, device: Device) -> bool:
 
 
 @router.get("/devices")
-def devices_page(request: Request, actor: DashboardActor, session: SessionDep) -> Response:
+def devices_page(request: Request, actor: DashboardActor, session: ReadSession) -> Response:
     params = request.query_params
     error: ValidationFailed | None = None
     devices: Sequence[Device] = []
@@ -73,7 +73,7 @@ def devices_page(request: Request, actor: DashboardActor, session: SessionDep) -
 
 
 @router.get("/devices/{dsn}")
-def device_page(dsn: str, request: Request, actor: DashboardActor, session: SessionDep) -> Response:
+def device_page(dsn: str, request: Request, actor: DashboardActor, session: ReadSession) -> Response:
     device = service.get_device(session, actor, dsn)
     return render(
         request,
@@ -83,14 +83,14 @@ def device_page(dsn: str, request: Request, actor: DashboardActor, session: Sess
 
 
 @router.get("/devices/{dsn}/jobs")
-def jobs_page(dsn: str, request: Request, actor: DashboardActor, session: SessionDep) -> Response:
+def jobs_page(dsn: str, request: Request, actor: DashboardActor, session: ReadSession) -> Response:
     jobs = service.device_jobs(session, actor, dsn)
     return render(request, "jobs.html", {"tab": "devices", "dsn": dsn, "jobs": jobs})
 
 
 @router.post("/devices/{dsn}/factory_reset")
 def factory_reset(
-    dsn: str, request: Request, actor: DashboardActor, _form: CheckedForm, session: SessionDep, now: NowDep
+    dsn: str, request: Request, actor: DashboardActor, _form: CheckedForm, session: WriteSession, now: NowDep
 ) -> Response:
     """The four steps run now; the page shows each step's result."""
     device, steps = service.factory_reset(session, actor, dsn=dsn, now=now)

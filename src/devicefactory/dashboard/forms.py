@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
 
-from devicefactory.actions.models import ActionStatus, ActionType
 from devicefactory.devices.search import DATE_BOUNDS, EXACT_FIELDS, parse_moment
 from devicefactory.errors import ValidationFailed
+from devicefactory.tables.actions import ActionStatus, ActionType
 
 ACTIONS_PAGE = 25
 DEVICES_PAGES = (25, 50, 100, 200)

@@ -25,8 +25,9 @@ from devicefactory.actions.outcomes import OUTCOMES, outcome_key, outcome_label
 from devicefactory.dashboard import csrf
 from devicefactory.dashboard.session import PREFIX
 from devicefactory.errors import NotFound, ServiceError, Unauthorized, ValidationFailed
+from devicefactory.http.middleware import RequestRefused
+from devicefactory.http.transaction import TransactionalRoute
 from devicefactory.logs import request_id_var
-from devicefactory.web import TransactionalRoute
 
 log = logging.getLogger("devicefactory.dashboard")
 HERE = Path(__file__).parent
@@ -160,9 +161,9 @@ class DashboardRoute(TransactionalRoute):
                 return render_error(request, _validation_failure(error))
             except StarletteHTTPException as error:
                 return render_error(request, _http_failure(error))
-            except Exception as error:
-                if type(error).__module__ == "devicefactory.web":
-                    raise  # the middleware's own signals (a body over the limit): it answers 413
+            except RequestRefused:
+                raise  # a body over a limit: the middleware answers it (413, 408)
+            except Exception:
                 log.exception("unhandled error on %s %s", request.method, request.url.path)
                 return render_error(request, InternalError())
 

@@ -18,7 +18,7 @@ from devicefactory.accounts import service as accounts
 from devicefactory.accounts.policy import Actor
 from devicefactory.dashboard import csrf
 from devicefactory.errors import Unauthorized
-from devicefactory.web import get_now
+from devicefactory.http.transaction import get_now
 
 PREFIX = "/dashboard"
 SESSION_COOKIE = "df_session"

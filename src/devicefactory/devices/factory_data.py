@@ -21,7 +21,6 @@ from devicefactory.accounts.policy import Actor, ModelKind, require
 from devicefactory.devices import fields as F
 from devicefactory.devices import queries
 from devicefactory.devices.jobs import job_row
-from devicefactory.devices.models import DeviceStatus
 from devicefactory.devices.queries import Reach
 from devicefactory.devices.records import DeviceRecord
 from devicefactory.errors import (
@@ -33,6 +32,7 @@ from devicefactory.errors import (
     ServiceError,
     ValidationFailed,
 )
+from devicefactory.tables.devices import DeviceStatus
 
 UNIQUE_FIELDS = ("mac", "hwsig")
 

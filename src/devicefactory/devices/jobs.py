@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor
 from devicefactory.devices import queries
-from devicefactory.devices.models import Device, JobResult
 from devicefactory.devices.records import DeviceRecord
 from devicefactory.errors import ServiceError
+from devicefactory.tables.devices import Device, JobResult
 
 T = TypeVar("T")
 

@@ -21,21 +21,17 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from devicefactory.accounts.models import ModuleModel
 from devicefactory.accounts.policy import Actor
 from devicefactory.db import execute_many, insert_many
-from devicefactory.devices.models import Counter, Device, DeviceStatus, Job, UsedVerifyToken
 from devicefactory.devices.records import RECORD_COLUMNS, DeviceRecord
 from devicefactory.devices.search import DeviceSearch, literal_prefix
+from devicefactory.tables.accounts import ModuleModel
+from devicefactory.tables.devices import Device, DeviceStatus, Job, UsedVerifyToken
 
-DSN_COUNTER = "dsn"
 DEVICES = cast(Table, Device.__table__)
 JOBS = cast(Table, Job.__table__)
-KEYS_GENERATED = "keys_generated"
 
 
 class Reach(enum.Enum):
@@ -117,34 +113,6 @@ def reserved_since(session: Session, oem_id: str | None, since: datetime) -> int
     owner = Device.reserved_by_oem_id.is_(None) if oem_id is None else Device.reserved_by_oem_id == oem_id
     query = select(func.count()).select_from(Device).where(Device.reserved_at >= since, owner)
     return session.scalar(query) or 0
-
-
-def advance_counter(session: Session, name: str, by: int) -> int:
-    """Add ``by`` to a counter atomically and return its value before the addition."""
-    _ensure_counter(session, name)
-    new_value: int | None = session.scalar(
-        update(Counter)
-        .where(Counter.name == name)
-        .values(next_value=Counter.next_value + by)
-        .returning(Counter.next_value)
-    )
-    assert new_value is not None
-    return new_value - by
-
-
-def counter_value(session: Session, name: str) -> int:
-    value: int | None = session.scalar(select(Counter.next_value).where(Counter.name == name))
-    return value or 0
-
-
-def _ensure_counter(session: Session, name: str) -> None:
-    dialect = session.get_bind().dialect.name
-    make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(
-        make_insert(Counter)
-        .values(name=name, next_value=1 if name == DSN_COUNTER else 0)
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
 
 
 def insert_devices(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -286,7 +254,7 @@ def _like_clause(name: str, pattern: str) -> ColumnElement[bool]:
 
 def _dsns_of_action(actor: Actor, action_id: int) -> Select[tuple[str]]:
     """The DSNs an action named, if the action is the caller's to see (else none)."""
-    from devicefactory.actions.models import ActionLine, FactoryAction
+    from devicefactory.tables.actions import ActionLine, FactoryAction
 
     visible = select(FactoryAction.id).where(FactoryAction.id == action_id)
     if not actor.is_platform_admin:

@@ -8,25 +8,20 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from devicefactory.accounts.access import ActorDep
 from devicefactory.devices import factory_data, service
 from devicefactory.devices.schemas import device_json, job_json, manufacture_json, provision_json
-from devicefactory.web import (
-    ActorDep,
-    JsonBody,
-    KeyringDep,
-    NowDep,
-    SessionDep,
-    SettingsDep,
-    TransactionalRoute,
-    count_reserve,
-    heavy_slot,
-)
+from devicefactory.http.bodies import JsonBody
+from devicefactory.http.caller import count_reserve
+from devicefactory.http.streaming import heavy_slot
+from devicefactory.http.transaction import NowDep, ReadSession, SettingsDep, TransactionalRoute, WriteSession
+from devicefactory.keys.access import KeyringDep
 
 router = APIRouter(prefix="/devicefactory/v1/devices", tags=["devices"], route_class=TransactionalRoute)
 
 
 @router.get("")
-def search(request: Request, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+def search(request: Request, actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """The DSN View search: every filter of the dashboard, and Ayla's `filter[...]` form."""
     with heavy_slot(request, actor):
         devices, next_cursor = service.search_devices(session, actor, dict(request.query_params))
@@ -35,7 +30,12 @@ def search(request: Request, actor: ActorDep, session: SessionDep) -> dict[str, 
 
 @router.post("/reserve")
 def reserve(
-    body: JsonBody, request: Request, actor: ActorDep, session: SessionDep, settings: SettingsDep, now: NowDep
+    body: JsonBody,
+    request: Request,
+    actor: ActorDep,
+    session: WriteSession,
+    settings: SettingsDep,
+    now: NowDep,
 ) -> JSONResponse:
     """Reserve `count` DSNs (one contiguous range) of `model`, each with its own key pair.
 
@@ -55,7 +55,7 @@ def reserve(
 
 @router.post("/{dsn}/manufacture")
 def manufacture(
-    dsn: str, body: JsonBody, actor: ActorDep, session: SessionDep, now: NowDep
+    dsn: str, body: JsonBody, actor: ActorDep, session: WriteSession, now: NowDep
 ) -> dict[str, Any]:
     """Record what the module maker's line wrote into the module."""
     result = factory_data.manufacture_device(session, actor, dsn=dsn, body=body, now=now)
@@ -63,7 +63,9 @@ def manufacture(
 
 
 @router.post("/{dsn}/provision")
-def provision(dsn: str, body: JsonBody, actor: ActorDep, session: SessionDep, now: NowDep) -> dict[str, Any]:
+def provision(
+    dsn: str, body: JsonBody, actor: ActorDep, session: WriteSession, now: NowDep
+) -> dict[str, Any]:
     """Record the product maker's data; its OEM becomes the device's owner."""
     result = factory_data.provision_device(session, actor, dsn=dsn, body=body, now=now)
     return {"device": provision_json(result.device)}
@@ -74,7 +76,7 @@ def verify(
     dsn: str,
     body: JsonBody,
     actor: ActorDep,
-    session: SessionDep,
+    session: WriteSession,
     now: NowDep,
     keyring: KeyringDep,
 ) -> dict[str, Any]:
@@ -84,19 +86,19 @@ def verify(
 
 
 @router.post("/{dsn}/factory_reset")
-def factory_reset(dsn: str, actor: ActorDep, session: SessionDep, now: NowDep) -> dict[str, Any]:
+def factory_reset(dsn: str, actor: ActorDep, session: WriteSession, now: NowDep) -> dict[str, Any]:
     """Clear the device's cloud-side state in four reported steps (OEM::Admin of the owner)."""
     device, steps = service.factory_reset(session, actor, dsn=dsn, now=now)
     return {"device": device_json(device), "steps": [asdict(step) for step in steps]}
 
 
 @router.get("/{dsn}")
-def get_device(dsn: str, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+def get_device(dsn: str, actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """One device, every field."""
     return {"device": device_json(service.get_device(session, actor, dsn))}
 
 
 @router.get("/{dsn}/jobs")
-def get_jobs(dsn: str, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+def get_jobs(dsn: str, actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """The device's history, oldest first."""
     return {"jobs": [job_json(job) for job in service.device_jobs(session, actor, dsn)]}

@@ -6,8 +6,8 @@ from typing import Any
 
 from devicefactory.accounts.schemas import iso
 from devicefactory.devices.fields import format_dom
-from devicefactory.devices.models import Device, Job
 from devicefactory.devices.records import DeviceRecord
+from devicefactory.tables.devices import Device, Job
 
 
 def manufacture_json(device: Device | DeviceRecord) -> dict[str, Any]:

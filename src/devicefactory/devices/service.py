@@ -15,16 +15,14 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from devicefactory import counters
 from devicefactory.accounts import queries as accounts_queries
-from devicefactory.accounts.models import DEFAULT_RESERVATION_LIMIT, ModuleModel, Oem
 from devicefactory.accounts.policy import Actor, ModelKind, require
-from devicefactory.actions.models import ActionStatus, ActionType, FactoryAction
 from devicefactory.config import Settings
 from devicefactory.devices import fields as F
 from devicefactory.devices import queries
 from devicefactory.devices.dsn import MAX_SEQUENCE, dsn_range
 from devicefactory.devices.jobs import run_as_job
-from devicefactory.devices.models import Device, DeviceStatus, Job, JobResult
 from devicefactory.devices.queries import Reach
 from devicefactory.devices.search import encode_cursor, parse_search
 from devicefactory.errors import (
@@ -48,6 +46,9 @@ from devicefactory.keys.crypto import (
     VerifyTokenError,
     decrypt_verify_token,
 )
+from devicefactory.tables.accounts import DEFAULT_RESERVATION_LIMIT, ModuleModel, Oem
+from devicefactory.tables.actions import ActionStatus, ActionType, FactoryAction
+from devicefactory.tables.devices import Device, DeviceStatus, Job, JobResult
 
 MAX_RESERVE = 1000
 _INTEGER = re.compile(r"-?[0-9]{1,12}")
@@ -111,7 +112,7 @@ def reserve_devices(
     if oem is not None and not oem.factory_certificate:
         raise MissingFactoryCertificate(oem.oem_id)
     keys = _take_keys(session, oem_id, count, now=now, share=share, below_limit=below_limit)
-    first = queries.advance_counter(session, queries.DSN_COUNTER, count)
+    first = counters.advance_counter(session, counters.DSN_COUNTER, count)
     if first + count - 1 > MAX_SEQUENCE:
         raise ValidationFailed.of(["the DSN sequence is exhausted"])
     action = _reserve_action(session, actor, oem_id=oem_id, model=model.name, count=count, now=now)

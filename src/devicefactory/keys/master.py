@@ -27,10 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.config import Settings
 from devicefactory.db import session_scope, utcnow
-from devicefactory.devices.models import Device
 from devicefactory.keys import queries
 from devicefactory.keys.crypto import Keyring, MasterKey, SealedKeyPair, unwrap_key, wrap_key
-from devicefactory.keys.models import MasterKeyRotation, PoolKey
+from devicefactory.tables.devices import Device
+from devicefactory.tables.keys import MasterKeyRotation, PoolKey
 
 log = logging.getLogger("devicefactory.keys")
 REFRESH_SECONDS = 5.0

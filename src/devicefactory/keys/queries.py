@@ -11,10 +11,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from devicefactory.counters import KEYS_GENERATED, advance_counter
 from devicefactory.db import execute_many
-from devicefactory.devices.queries import KEYS_GENERATED, advance_counter
 from devicefactory.keys.crypto import SealedKeyPair
-from devicefactory.keys.models import FillerReport, MasterKeyRotation, PoolKey
+from devicefactory.tables.keys import FillerReport, MasterKeyRotation, PoolKey
 
 
 def pool_size(session: Session) -> int:

@@ -8,7 +8,7 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 
 from devicefactory.db import UTCDateTime
-from devicefactory.models import Base
+from devicefactory.tables import Base
 
 
 def render_item(type_: str, obj: Any, _autogen_context: AutogenContext) -> str | Literal[False]:

@@ -1,0 +1,173 @@
+"""The request transaction: one database session per request, chosen explicitly by the route.
+
+A route asks for ``ReadSession`` (reads only; on SQLite it never takes the writer lock,
+on PostgreSQL it may run on a replica-safe connection) or ``WriteSession``. The session
+is finished before the response leaves, never after:
+
+- a sync endpoint (the usual case) runs in one worker thread and commits there, right
+  after its work, so no connection is held while the request waits for the event loop
+  (the caller's authentication, accounts.access, is a short read of its own before it);
+- any error rolls the transaction back, except a ``ServiceError`` whose
+  ``commit_recorded`` is true (a refused call that records a failed job: the record is
+  the answer, so it commits);
+- an async endpoint's session is finished by the route after the endpoint returns.
+
+Dependencies with ``yield`` are not used for this on purpose: FastAPI may run their exit
+code after the response is sent, which would tell a client "200" for a write that then
+fails to commit.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from devicefactory.config import Settings
+from devicefactory.errors import ServiceError
+
+# The request's session, seen by the endpoint's worker thread (contextvars are copied
+# into it), so that the thread can finish the transaction it ran.
+_request_session: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
+    "request_session", default=None
+)
+
+
+class TransactionalRoute(APIRoute):
+    """Commit the request's session before the response leaves, roll back on error.
+
+    Dependencies with ``yield`` may run their exit code after the response is sent,
+    which would tell a client "200" for a write that then fails to commit. A sync
+    endpoint commits in its own worker thread, right after its work: the connection
+    (SQLite's single writer) is never held while the request waits for the event loop.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _committing(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except ServiceError as error:
+                await _end_transaction(request, commit=error.commit_recorded)
+                raise
+            except BaseException:
+                await _end_transaction(request, commit=False)
+                raise
+            await _end_transaction(request, commit=True)
+            return response
+
+        return handle
+
+
+def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    def run_and_commit(*args: Any, **kwargs: Any) -> Any:
+        session = _request_session.get()
+        try:
+            result = endpoint(*args, **kwargs)
+        except ServiceError as error:
+            if session is not None:
+                _finish(session, commit=error.commit_recorded)
+            raise
+        if session is not None:
+            _finish(session, commit=True)
+        return result
+
+    return run_and_commit
+
+
+def _finish(session: Session, *, commit: bool) -> None:
+    if commit:
+        session.commit()
+    else:
+        session.rollback()
+
+
+async def _end_transaction(request: Request, *, commit: bool) -> None:
+    session: Session | None = getattr(request.state, "db_session", None)
+    if session is None:
+        return
+    request.state.db_session = None
+    if not session.in_transaction():
+        session.close()  # already committed in the endpoint's thread: nothing to wait for
+        return
+
+    def finish() -> None:
+        try:
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+        finally:
+            session.close()
+
+    await run_in_threadpool(finish)
+
+
+async def get_session(request: Request) -> Session:
+    session: Session | None = getattr(request.state, "db_session", None)
+    if session is None:
+        reads_only = request.method in ("GET", "HEAD")
+        factory: sessionmaker[Session] = (
+            request.app.state.read_session_factory if reads_only else (request.app.state.session_factory)
+        )
+        session = factory()
+        request.state.db_session = session
+    return session
+
+
+def _open(request: Request, factory: sessionmaker[Session]) -> Session:
+    if getattr(request.state, "db_session", None) is not None:
+        raise RuntimeError("a route asks for one session only (ReadSession or WriteSession)")
+    session = factory()
+    request.state.db_session = session
+    _request_session.set(session)
+    return session
+
+
+async def read_session(request: Request) -> Session:
+    """A session that only reads."""
+    return _open(request, request.app.state.read_session_factory)
+
+
+async def write_session(request: Request) -> Session:
+    """A session that may write; committed as described above."""
+    return _open(request, request.app.state.session_factory)
+
+
+async def get_read_sessions(request: Request) -> sessionmaker[Session]:
+    """Sessions that only read (on SQLite they never take the writer lock): one per page of
+    a streamed file (actions/files.py), or the reads before a slow step (sign-in)."""
+    factory: sessionmaker[Session] = request.app.state.read_session_factory
+    return factory
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_now(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.clock
+    return clock()
+
+
+ReadSession = Annotated[Session, Depends(read_session)]
+WriteSession = Annotated[Session, Depends(write_session)]
+ReadSessionsDep = Annotated[sessionmaker[Session], Depends(get_read_sessions)]
+NowDep = Annotated[datetime, Depends(get_now)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

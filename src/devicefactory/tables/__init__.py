@@ -1,0 +1,32 @@
+"""The ORM tables of every domain, on the lowest floor: any layer may read or write them.
+
+Importing this package imports every table, so that the metadata is complete (migrations, tests).
+"""
+
+from devicefactory.db import Base
+from devicefactory.storage import StoredFile, StoredFileChunk
+from devicefactory.tables.accounts import AuthToken, ModuleModel, Oem, SignInFailures, User
+from devicefactory.tables.actions import ActionLine, FactoryAction, ValidateOverlay
+from devicefactory.tables.devices import Counter, Device, Job, UsedVerifyToken
+from devicefactory.tables.keys import FillerReport, MasterKeyRotation, PoolKey
+
+__all__ = [
+    "ActionLine",
+    "AuthToken",
+    "Base",
+    "Counter",
+    "Device",
+    "FactoryAction",
+    "FillerReport",
+    "Job",
+    "MasterKeyRotation",
+    "ModuleModel",
+    "Oem",
+    "PoolKey",
+    "SignInFailures",
+    "StoredFile",
+    "StoredFileChunk",
+    "UsedVerifyToken",
+    "User",
+    "ValidateOverlay",
+]
