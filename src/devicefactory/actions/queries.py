@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Row, Table, delete, select, true
+from sqlalchemy import Row, Table, delete, select
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor
@@ -16,13 +16,9 @@ from devicefactory.devices.queries import Reach, reachable
 from devicefactory.storage import StoredFile
 from devicefactory.tables.actions import ActionLine, ActionStatus, FactoryAction, ValidateOverlay
 from devicefactory.tables.devices import Device, Job
+from devicefactory.tenancy import visible_actions
 
 ACTION_LINES = cast(Table, ActionLine.__table__)
-
-
-def visible_actions(actor: Actor) -> ColumnElement[bool]:
-    """The tenant wall for actions: an OEM's own, or all for Ayla::Admin."""
-    return true() if actor.is_platform_admin else FactoryAction.oem_id == actor.oem_id
 
 
 def find_action(session: Session, actor: Actor, action_id: int) -> FactoryAction | None:

@@ -28,7 +28,9 @@ from devicefactory.db import execute_many, insert_many
 from devicefactory.devices.records import RECORD_COLUMNS, DeviceRecord
 from devicefactory.devices.search import DeviceSearch, literal_prefix
 from devicefactory.tables.accounts import ModuleModel
+from devicefactory.tables.actions import ActionLine, FactoryAction
 from devicefactory.tables.devices import Device, DeviceStatus, Job, UsedVerifyToken
+from devicefactory.tenancy import visible_actions
 
 DEVICES = cast(Table, Device.__table__)
 JOBS = cast(Table, Job.__table__)
@@ -254,11 +256,7 @@ def _like_clause(name: str, pattern: str) -> ColumnElement[bool]:
 
 def _dsns_of_action(actor: Actor, action_id: int) -> Select[tuple[str]]:
     """The DSNs an action named, if the action is the caller's to see (else none)."""
-    from devicefactory.tables.actions import ActionLine, FactoryAction
-
-    visible = select(FactoryAction.id).where(FactoryAction.id == action_id)
-    if not actor.is_platform_admin:
-        visible = visible.where(FactoryAction.oem_id == actor.oem_id)
+    visible = select(FactoryAction.id).where(FactoryAction.id == action_id, visible_actions(actor))
     touched = select(ActionLine.dsn).where(ActionLine.action_id.in_(visible), ActionLine.dsn.is_not(None))
     reserved = select(Device.dsn).where(Device.reserve_action_id.in_(visible))
     return touched.union(reserved)  # type: ignore[return-value]
