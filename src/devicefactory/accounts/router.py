@@ -7,12 +7,25 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from devicefactory.accounts import service
+from devicefactory.accounts import bodies, service
 from devicefactory.accounts.access import ActorDep, SignInAddressLimit, limit_sign_in_email
-from devicefactory.accounts.policy import require_platform_admin
+from devicefactory.accounts.policy import ModelKind, Role, require_platform_admin
 from devicefactory.accounts.schemas import model_json, oem_json, tokens_json, user_json
-from devicefactory.errors import MalformedRequest, ValidationFailed
+from devicefactory.errors import (
+    AccountLocked,
+    Conflict,
+    Forbidden,
+    InvalidCredentials,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
 from devicefactory.http.bodies import JsonBody, TextBody, section
+from devicefactory.http.openapi import afs_errors, request_body, text_request_body
 from devicefactory.http.transaction import (
     NowDep,
     ReadSession,
@@ -25,8 +38,31 @@ from devicefactory.http.transaction import (
 users_router = APIRouter(prefix="/users", tags=["sign-in"], route_class=TransactionalRoute)
 admin_router = APIRouter(prefix="/devicefactory/v1/admin", tags=["admin"], route_class=TransactionalRoute)
 
+# What every JSON body may answer before a field is read (SPEC §4, §11).
+_BODY_ERRORS: tuple[ServiceError, ...] = (
+    PayloadTooLarge(1_048_576),
+    MalformedRequest("malformed JSON: the request body is not valid JSON"),
+    MalformedRequest("the request body must be a JSON object"),
+)
 
-@users_router.post("/sign_in")
+
+@users_router.post(
+    "/sign_in",
+    response_model=None,
+    responses={
+        200: {"model": bodies.Tokens, "description": "A new access and refresh token"},
+        **afs_errors(
+            InvalidCredentials(),
+            AccountLocked(30),
+            *_BODY_ERRORS,
+            MalformedRequest("'user' must be a JSON object"),
+            ValidationFailed.of(["email is required"]),
+            TooManyRequests("sign-ins from your address", 60),
+            TooManyRequests("sign-ins with this email", 60),
+        ),
+    },
+    openapi_extra=request_body(bodies.SignInRequest),
+)
 def sign_in(
     _limited: SignInAddressLimit,
     body: JsonBody,
@@ -52,7 +88,20 @@ def sign_in(
     return tokens_json(tokens)
 
 
-@users_router.post("/refresh_token")
+@users_router.post(
+    "/refresh_token",
+    response_model=None,
+    responses={
+        200: {"model": bodies.Tokens, "description": "A new pair; the old refresh token stops working"},
+        **afs_errors(
+            Unauthorized("Unknown, expired or already used refresh token"),
+            *_BODY_ERRORS,
+            MalformedRequest("'user' must be a JSON object"),
+            ValidationFailed.of(["refresh_token is required"]),
+        ),
+    },
+    openapi_extra=request_body(bodies.RefreshTokenRequest),
+)
 def refresh_token(
     body: JsonBody, session: WriteSession, settings: SettingsDep, now: NowDep
 ) -> dict[str, Any]:
@@ -64,14 +113,47 @@ def refresh_token(
     return tokens_json(tokens)
 
 
-@users_router.post("/sign_out")
+@users_router.post(
+    "/sign_out",
+    response_model=None,
+    responses={
+        200: {"model": bodies.SignedOut, "description": "The token stopped working"},
+        **afs_errors(
+            Unauthorized(),
+            *_BODY_ERRORS,
+            MalformedRequest("'user' must be a JSON object"),
+            ValidationFailed.of(["access_token is required"]),
+        ),
+    },
+    openapi_extra=request_body(bodies.SignOutRequest),
+)
 def sign_out(body: JsonBody, session: WriteSession, now: NowDep) -> dict[str, Any]:
     """Revoke an access token."""
     service.sign_out(session, access_token=_text(section(body, "user"), "access_token"), now=now)
     return {}
 
 
-@admin_router.post("/oems", status_code=201)
+@admin_router.post(
+    "/oems",
+    status_code=201,
+    response_model=None,
+    responses={
+        201: {"model": bodies.OemEnvelope, "description": "The OEM created, with its new oem_id"},
+        **afs_errors(
+            Unauthorized(),
+            Forbidden(),
+            Conflict("An OEM named Acme Modules already exists"),
+            *_BODY_ERRORS,
+            ValidationFailed.of(["name is required"]),
+            ValidationFailed.of(["module_manufacturer must be true or false"]),
+            ValidationFailed.of(["reservation_limit must be an integer from 0 to 2147483647"]),
+            ValidationFailed.of(
+                ["certificate: not a PEM certificate: expected a '-----BEGIN CERTIFICATE-----' block"]
+            ),
+        ),
+    },
+    openapi_extra=request_body(bodies.OemCreate, bodies.OemFields),
+)
 def create_oem(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict[str, Any]:
     """Create an OEM (Ayla::Admin)."""
     require_platform_admin(actor)
@@ -86,20 +168,66 @@ def create_oem(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict[s
     return {"oem": oem_json(oem)}
 
 
-@admin_router.get("/oems")
+@admin_router.get(
+    "/oems",
+    response_model=None,
+    responses={200: {"model": bodies.OemList}, **afs_errors(Unauthorized(), Forbidden())},
+)
 def list_oems(actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """Every OEM (Ayla::Admin)."""
     return {"oems": [oem_json(oem) for oem in service.list_oems(session, actor)]}
 
 
-@admin_router.put("/oems/{oem_id}/certificate")
+@admin_router.put(
+    "/oems/{oem_id}/certificate",
+    response_model=None,
+    responses={
+        200: {"model": bodies.OemEnvelope, "description": "The OEM, now with a factory certificate"},
+        **afs_errors(
+            Unauthorized(),
+            Forbidden(),
+            NotFound("OEM 0dfc7900 not found"),
+            PayloadTooLarge(1_048_576),
+            MalformedRequest("the request body must be UTF-8 text"),
+            ValidationFailed.of(
+                ["certificate: not a PEM certificate: expected a '-----BEGIN CERTIFICATE-----' block"]
+            ),
+        ),
+    },
+    openapi_extra=text_request_body(
+        "The OEM's factory certificate (X.509 PEM); reserve bundles are encrypted to it",
+        bodies.PEM_CERTIFICATE,
+        ("application/x-pem-file", "text/plain"),
+    ),
+)
 def put_certificate(oem_id: str, pem: TextBody, actor: ActorDep, session: WriteSession) -> dict[str, Any]:
     """Replace an OEM's factory certificate (PEM body; Ayla::Admin)."""
     oem = service.set_factory_certificate(session, actor, oem_id=oem_id, pem=pem)
     return {"oem": oem_json(oem)}
 
 
-@admin_router.post("/users", status_code=201)
+@admin_router.post(
+    "/users",
+    status_code=201,
+    response_model=None,
+    responses={
+        201: {"model": bodies.UserEnvelope, "description": "The user created"},
+        **afs_errors(
+            Unauthorized(),
+            Forbidden(),
+            Forbidden("Forbidden: you may not grant this role"),
+            NotFound("OEM 0dfc7900 not found"),
+            Conflict("A user with email operator@example.com already exists"),
+            *_BODY_ERRORS,
+            ValidationFailed.of(["email is required"]),
+            ValidationFailed.of([f"role must be one of {', '.join(Role)}"]),
+            ValidationFailed.of(["operator@ is not a valid email address"]),
+            ValidationFailed.of(["password must be 8 to 1024 characters"]),
+            ValidationFailed.of([f"a {Role.OEM_ADMIN} needs an OEM (oem_id)"]),
+        ),
+    },
+    openapi_extra=request_body(bodies.UserCreate, bodies.UserFields),
+)
 def create_user(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict[str, Any]:
     """Create a user (Ayla::Admin; OEM::Admin within its own OEM)."""
     fields = _unwrap(body, "user")
@@ -114,13 +242,34 @@ def create_user(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict[
     return {"user": user_json(user)}
 
 
-@admin_router.get("/users")
+@admin_router.get(
+    "/users",
+    response_model=None,
+    responses={200: {"model": bodies.UserList}, **afs_errors(Unauthorized(), Forbidden())},
+)
 def list_users(actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """The users the caller manages."""
     return {"users": [user_json(user) for user in service.list_users(session, actor)]}
 
 
-@admin_router.post("/models", status_code=201)
+@admin_router.post(
+    "/models",
+    status_code=201,
+    response_model=None,
+    responses={
+        201: {"model": bodies.ModelEnvelope, "description": "The module model created"},
+        **afs_errors(
+            Unauthorized(),
+            Forbidden(),
+            Conflict("A model named AY001MTP1 already exists"),
+            *_BODY_ERRORS,
+            ValidationFailed.of(["name is required"]),
+            ValidationFailed.of(["AY 001 is not a valid model name (letters, digits, _ . -)"]),
+            ValidationFailed.of([f"kind must be one of {', '.join(ModelKind)}"]),
+        ),
+    },
+    openapi_extra=request_body(bodies.ModelCreate, bodies.ModelFields),
+)
 def create_model(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict[str, Any]:
     """Create a module model (Ayla::Admin)."""
     require_platform_admin(actor)
@@ -134,7 +283,11 @@ def create_model(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict
     return {"model": model_json(model)}
 
 
-@admin_router.get("/models")
+@admin_router.get(
+    "/models",
+    response_model=None,
+    responses={200: {"model": bodies.ModelList}, **afs_errors(Unauthorized())},
+)
 def list_models(_actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """Every module model (any signed-in user: the dashboard lists them)."""
     return {"models": [model_json(model) for model in service.list_models(session)]}

@@ -9,10 +9,20 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from devicefactory.accounts.access import ActorDep
-from devicefactory.actions import service, uploads
+from devicefactory.actions import bodies, service, uploads
 from devicefactory.actions.schemas import action_json
 from devicefactory.devices.schemas import device_json
+from devicefactory.errors import (
+    Forbidden,
+    MissingAttributes,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
 from devicefactory.http.bodies import parse_upload_form
+from devicefactory.http.openapi import afs_errors, request_body
 from devicefactory.http.streaming import stream_heavy
 from devicefactory.http.transaction import (
     NowDep,
@@ -22,6 +32,7 @@ from devicefactory.http.transaction import (
     TransactionalRoute,
     WriteSession,
 )
+from devicefactory.tables.actions import ActionStatus, ActionType
 
 router = APIRouter(
     prefix="/devicefactory/v1/factory_actions",
@@ -30,7 +41,23 @@ router = APIRouter(
 )
 
 
-@router.get("")
+@router.get(
+    "",
+    response_model=None,
+    responses={
+        200: {"model": bodies.ActionPage, "description": "A page of actions, newest first"},
+        **afs_errors(
+            Unauthorized(),
+            ValidationFailed.of([f"type must be one of {', '.join(ActionType)}"]),
+            ValidationFailed.of([f"status must be one of {', '.join(ActionStatus)}"]),
+            ValidationFailed.of(["from 24/11/2016 is not a date (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)"]),
+            ValidationFailed.of([f"limit must be between 1 and {service.MAX_PAGE}"]),
+            ValidationFailed.of(
+                ["cursor: Input should be a valid integer, unable to parse string as an integer"]
+            ),
+        ),
+    },
+)
 def list_actions(
     actor: ActorDep,
     session: ReadSession,
@@ -58,7 +85,32 @@ def list_actions(
     return {"factory_actions": [action_json(a) for a in actions], "next_cursor": next_cursor}
 
 
-@router.post("", status_code=202)
+@router.post(
+    "",
+    status_code=202,
+    response_model=None,
+    responses={
+        202: {
+            "model": bodies.ActionEnvelope,
+            "description": "The action, queued; its id is also in the `X-Factory-Action` header",
+            "headers": {
+                "X-Factory-Action": {"description": "The action's id", "schema": {"type": "integer"}}
+            },
+        },
+        **afs_errors(
+            Unauthorized(),
+            Forbidden(),
+            PayloadTooLarge(100 * 1024 * 1024),
+            ValidationFailed.of(["the upload must be multipart/form-data with a file field"]),
+            ValidationFailed.of([f"type must be one of {', '.join(uploads.UPLOAD_TYPES)}"]),
+            ValidationFailed.of(["validate_only must be true or false"]),
+            ValidationFailed.of(["the file holds no device lines"]),
+            ValidationFailed.of(["the file holds more than 1000000 device lines"]),
+            MissingAttributes(["file"]),
+        ),
+    },
+    openapi_extra=request_body(bodies.UploadForm, media_type="multipart/form-data"),
+)
 async def upload(
     request: Request, actor: ActorDep, session: WriteSession, settings: SettingsDep, now: NowDep
 ) -> JSONResponse:
@@ -88,7 +140,18 @@ async def upload(
     )
 
 
-@router.get("/{action_id}")
+@router.get(
+    "/{action_id}",
+    response_model=None,
+    responses={
+        200: {"model": bodies.ActionDetail, "description": "The action and a page of its devices"},
+        **afs_errors(
+            Unauthorized(),
+            NotFound("Factory action 42 not found"),
+            ValidationFailed.of([f"limit must be between 1 and {service.MAX_PAGE}"]),
+        ),
+    },
+)
 def get_action(
     action_id: int, actor: ActorDep, session: ReadSession, limit: int = 100, after: str | None = None
 ) -> dict[str, Any]:
@@ -97,7 +160,31 @@ def get_action(
     return {"factory_action": action_json(action), "devices": [device_json(d) for d in devices]}
 
 
-@router.get("/{action_id}/files/{kind}")
+@router.get(
+    "/{action_id}/files/{kind}",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The file, streamed as an attachment",
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in ("text/csv", "text/plain", "application/pkcs7-mime")
+            },
+        },
+        **afs_errors(
+            Unauthorized(),
+            NotFound("Factory action 42 not found"),
+            NotFound("Factory action 42 has no xml file"),
+            NotFound("Factory action 42 has no bundle: its OEM has no factory certificate"),
+            TooManyRequests(
+                "file downloads, searches and exports in flight for your OEM: at most 4 at once", 2
+            ),
+            ValidationFailed.of(
+                ["action_id: Input should be a valid integer, unable to parse string as an integer"]
+            ),
+        ),
+    },
+)
 def download(
     action_id: int, kind: str, request: Request, actor: ActorDep, session: ReadSession, pages: ReadSessionsDep
 ) -> Response:
