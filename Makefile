@@ -1,7 +1,10 @@
 # Two commands do everything: `make run` and `make test`.
 SHELL := /bin/bash
+# The first Python 3.11+ on PATH. Its errors are dropped: a pyenv shim of a version that
+# is not installed answers "command not found" on stderr.
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
-	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' && { echo $$p; break; }; done)
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+	&& { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
@@ -15,22 +18,30 @@ help:
 	@echo "make check  ruff and mypy (strict)"
 	@echo "make bench  the benchmarks of the hot paths"
 
+# Setting up is quiet: pip's output (and the build backend's warnings) go to SETUP_LOG,
+# which is printed only when a step fails.
+SETUP_LOG := $(VENV)/setup.log
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check --no-input
+quietly = { $(1); } >>$(SETUP_LOG) 2>&1 || { cat $(SETUP_LOG) >&2; echo "failed: $(1) (log: $(SETUP_LOG))" >&2; exit 1; }
+
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required" >&2; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	@$(PYTHON) -m venv $(VENV)
+	@$(call quietly,$(PIP) install --upgrade pip)
 
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	@echo "Setting up $(VENV) (log: $(SETUP_LOG)) ..."
+	@$(call quietly,$(PIP) install -e .)
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	@echo "Setting up $(VENV) with the development tools (log: $(SETUP_LOG)) ..."
+	@$(call quietly,$(PIP) install -e '.[dev]')
 	@touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime
-	$(BIN)/devicefactory demo --base-url http://$(HOST):$(PORT)
-	$(BIN)/devicefactory serve --host $(HOST) --port $(PORT)
+	@$(BIN)/devicefactory demo --base-url http://$(HOST):$(PORT)
+	@$(BIN)/devicefactory serve --host $(HOST) --port $(PORT)
 
 # The suite runs on SQLite; with DEVICEFACTORY_TEST_DATABASE_URL set it runs on
 # PostgreSQL too (each parallel worker in a database of its own beside the one named).

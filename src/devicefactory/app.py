@@ -18,6 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from devicefactory.accounts.access import SignInLimits
 from devicefactory.accounts.router import admin_router, users_router
 from devicefactory.actions.router import router as actions_router
+from devicefactory.audit import recording as audit_recording
+from devicefactory.audit.router import router as audit_router
 from devicefactory.config import Settings
 from devicefactory.dashboard.router import dashboard_router
 from devicefactory.db import make_engine, make_reader_engine, make_session_factory, utcnow
@@ -27,10 +29,12 @@ from devicefactory.gauges import database_gauges
 from devicefactory.health import not_ready_because
 from devicefactory.http.errors import error_response, install_error_handlers
 from devicefactory.http.middleware import RequestContextMiddleware
+from devicefactory.idempotency import IdempotencyMiddleware
 from devicefactory.limits import InFlightLimit, RateLimit
 from devicefactory.logs import configure_logging
 from devicefactory.metrics import Metrics
 from devicefactory.storage import FileStore
+from devicefactory.webhooks.router import router as webhooks_router
 
 API_DESCRIPTION = """\
 Device Factory Service: reserve device serial numbers (DSNs) with their RSA key pairs,
@@ -103,8 +107,16 @@ def create_app(
     app.include_router(admin_router)
     app.include_router(devices_router)
     app.include_router(actions_router)
+    app.include_router(webhooks_router)
+    app.include_router(audit_router)
+    audit_recording.install(app)  # every change and download is an audit entry (SPEC §13)
     app.include_router(dashboard_router)
     _add_operational_routes(app, reader, metrics)
+    # Innermost: it sees the body after the size and time limits, and the path without
+    # its ".json" suffix.
+    app.add_middleware(
+        IdempotencyMiddleware, session_factory=factory, read_session_factory=reader, clock=clock
+    )
     app.add_middleware(
         RequestContextMiddleware,
         max_body=settings.max_json_bytes,

@@ -14,6 +14,7 @@ import click
 from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.accounts import service as accounts
+from devicefactory.audit_chain import verify_database
 from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory, session_scope
 from devicefactory.errors import ServiceError
@@ -186,6 +187,23 @@ def db_upgrade(settings: Settings) -> None:
 
 
 @main.group()
+def audit() -> None:
+    """The audit log's hash chain."""
+
+
+@audit.command("verify")
+@click.pass_obj
+def audit_verify(settings: Settings) -> None:
+    """Walk the chain: exit 0 when intact, 1 naming the first entry changed, removed or inserted."""
+    prepared_database(settings)
+    verdict = verify_database(settings.database_url)
+    if not verdict.intact:
+        click.echo(f"audit chain broken: {verdict.problem}", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain intact: {verdict.entries} entries, last hash {verdict.last_hash}")
+
+
+@main.group()
 def admin() -> None:
     """Create OEMs, users and models (for the first admin and for scripts)."""
 
@@ -254,6 +272,61 @@ def create_model(settings: Settings, name: str, kind: str, description: str) -> 
         lambda session: accounts.create_model(session, name=name, kind=kind, description=description),
     )
     click.echo(f"created model {name} ({kind})")
+
+
+def _on_user(settings: Settings, email: str, operation: Callable[..., object], **fields: Any) -> None:
+    """Run an account-recovery service on the user with this email, as the operator."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    run_service(
+        settings,
+        lambda session: operation(
+            session, None, user_id=accounts.user_id_for_email(session, email), now=now, **fields
+        ),
+    )
+
+
+@admin.command("unlock-user")
+@click.option("--email", required=True)
+@click.pass_obj
+def unlock_user(settings: Settings, email: str) -> None:
+    """Lift a user's sign-in lockout at once."""
+    _on_user(settings, email, accounts.unlock_user)
+    click.echo(f"unlocked {email.strip().lower()}")
+
+
+@admin.command("set-password")
+@click.option("--email", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_obj
+def set_password(settings: Settings, email: str, password_stdin: bool) -> None:
+    """Set a user's password (prompted for); every token of the user stops working."""
+    if password_stdin:
+        text = sys.stdin.read()
+        password = text.removesuffix("\n").removesuffix("\r")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    _on_user(settings, email, accounts.set_password, password=password)
+    click.echo(f"password set for {email.strip().lower()}; its tokens were revoked")
+
+
+@admin.command("deactivate-user")
+@click.option("--email", required=True)
+@click.pass_obj
+def deactivate_user(settings: Settings, email: str) -> None:
+    """Deactivate a user: it cannot sign in and its tokens stop working."""
+    _on_user(settings, email, accounts.deactivate_user)
+    click.echo(f"deactivated {email.strip().lower()}")
+
+
+@admin.command("reactivate-user")
+@click.option("--email", required=True)
+@click.pass_obj
+def reactivate_user(settings: Settings, email: str) -> None:
+    """Let a deactivated user sign in again."""
+    _on_user(settings, email, accounts.reactivate_user)
+    click.echo(f"reactivated {email.strip().lower()}")
 
 
 @main.command()

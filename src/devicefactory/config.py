@@ -55,3 +55,13 @@ class Settings(BaseSettings):
     action_poll_seconds: float = 0.5
     # A running action whose runner has not reported for this long is taken over.
     action_stale_seconds: float = Field(default=60, gt=0)
+    # Webhook deliveries (webhooks.delivery): retries wait backoff * 2^(n-1) seconds, at most
+    # the cap, for the retry window; each send may take the timeout (connect, write, read).
+    webhook_backoff_seconds: float = Field(default=30, gt=0)
+    webhook_max_backoff_seconds: float = Field(default=3600, gt=0)
+    webhook_retry_window_seconds: float = Field(default=24 * 3600, gt=0)
+    webhook_timeout_seconds: float = Field(default=5, gt=0, le=30)
+    webhook_senders: int = Field(default=2, ge=1, le=32)
+    webhook_poll_seconds: float = Field(default=0.5, gt=0)
+    # Delivered and failed deliveries are deleted this long after their last attempt.
+    webhook_retention_days: int = Field(default=30, ge=1)

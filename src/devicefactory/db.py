@@ -5,8 +5,9 @@ from __future__ import annotations
 import fcntl
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -214,34 +215,73 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str
     for row in rows:
         groups.setdefault(tuple(row), []).append(row)
     for names, group in groups.items():
-        execute_many(connection, insert(table).values({name: bindparam(name) for name in names}), group)
+        execute_many(
+            connection,
+            lambda names=names: insert(table).values({name: bindparam(name) for name in names}),  # type: ignore[misc]
+            group,
+            key=("insert", table.name, names),
+        )
 
 
-def execute_many(connection: Connection, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-    """``statement`` once per row, handed straight to the driver's executemany.
+@dataclass(frozen=True)
+class _DriverStatement:
+    """A statement compiled once per dialect: its SQL and how to shape a row for it."""
+
+    sql: str
+    names: tuple[str, ...]
+    positional: bool
+    moments: tuple[int, ...]  # positions of UTCDateTime parameters
+
+    @classmethod
+    def of(cls, statement: Any, dialect: Dialect) -> _DriverStatement:
+        compiled = statement.compile(dialect=dialect)
+        if not compiled.positional:
+            return cls(str(compiled), tuple(compiled.params), False, ())
+        names = tuple(compiled.positiontup or ())
+        moments = tuple(
+            i for i, name in enumerate(names) if isinstance(compiled.binds[name].type, UTCDateTime)
+        )
+        return cls(str(compiled), names, True, moments)
+
+
+_DRIVER_STATEMENTS: dict[tuple[str, Hashable], _DriverStatement] = {}
+
+
+def execute_many(
+    connection: Connection,
+    build: Callable[[], Any],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: Hashable,
+) -> None:
+    """The statement ``build()`` makes, once per row, handed straight to the driver's executemany.
 
     SQLAlchemy's per-row parameter processing costs more than SQLite's own work on the
-    upload path (measured: ~15 % of a batch), so the rows are shaped here: in the order of
-    the compiled statement's parameters, UTC timestamps as ``UTCDateTime`` stores them on
-    SQLite (drivers take enums of str, and psycopg aware datetimes, as they are).
+    upload path (measured: ~15 % of a batch), and building and compiling the statement
+    costs more than a one-row write on the API path, so the statement is compiled once
+    per ``key`` and dialect, and the rows are shaped here: in the order of the compiled
+    statement's parameters, UTC timestamps as ``UTCDateTime`` stores them on SQLite
+    (drivers take enums of str, and psycopg aware datetimes, as they are).
     """
     if not rows:
         return
-    compiled = statement.compile(dialect=connection.dialect)
-    if not compiled.positional:
-        names = list(compiled.params)
-        connection.exec_driver_sql(str(compiled), [{name: row[name] for name in names} for row in rows])
+    dialect = connection.dialect
+    cache_key = (dialect.name, key)
+    statement = _DRIVER_STATEMENTS.get(cache_key)
+    if statement is None:
+        statement = _DRIVER_STATEMENTS.setdefault(cache_key, _DriverStatement.of(build(), dialect))
+    if not statement.positional:
+        names = statement.names
+        connection.exec_driver_sql(statement.sql, [{name: row[name] for name in names} for row in rows])
         return
-    names = list(compiled.positiontup or ())
-    moments = [i for i, name in enumerate(names) if isinstance(compiled.binds[name].type, UTCDateTime)]
     parameters = []
     for row in rows:
-        values = [row[name] for name in names]
-        for i in moments:
+        values = [row[name] for name in statement.names]
+        for i in statement.moments:
             if values[i] is not None:
                 values[i] = _stored_moment(values[i])
         parameters.append(tuple(values))
-    connection.exec_driver_sql(str(compiled), parameters)
+    connection.exec_driver_sql(statement.sql, parameters)
 
 
 def _stored_moment(value: datetime) -> str:

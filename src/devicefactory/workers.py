@@ -20,6 +20,7 @@ from devicefactory.db import make_engine, make_session_factory, session_scope, u
 from devicefactory.keys.master import KeyringSource, load_master_key
 from devicefactory.keys.pool import KeyPoolFiller
 from devicefactory.processes import SERVE_PID_VARIABLE, join_all, pause
+from devicefactory.webhooks.delivery import WebhookSender
 
 log = logging.getLogger("devicefactory.workers")
 # A batch being worked commits (or rolls back) within this; keys being made are dropped.
@@ -42,6 +43,8 @@ def run_workers(settings: Settings, stop: threading.Event | None = None) -> None
         _thread("action-runner", runner.run, stop),
         _thread("maintenance", lambda s: keep_tidy(factory, settings, s), stop),
     ]
+    sender = WebhookSender(factory, settings)
+    threads += [_thread(f"webhooks-{n}", sender.run, stop) for n in range(settings.webhook_senders)]
     log.info("background workers started: %s", ", ".join(t.name for t in threads))
     while not pause(stop, 1.0):
         pass

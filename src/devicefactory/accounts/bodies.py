@@ -186,6 +186,8 @@ class UserOut(_Answer):
     role: Role
     oem_id: str | None = Field(examples=[OEM_ID])
     created_at: str = Field(description="ISO 8601 UTC", examples=[CREATED_AT])
+    deactivated: bool = Field(description="Deactivated: cannot sign in, its tokens do not work")
+    locked: bool = Field(description="Locked out of sign-in now by failed attempts (§5)")
 
 
 class UserEnvelope(_Answer):
@@ -194,6 +196,46 @@ class UserEnvelope(_Answer):
 
 class UserList(_Answer):
     users: list[UserOut]
+
+
+class PasswordFields(_Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"password": "a new long passphrase"}]})
+
+    password: str = Field(min_length=8, max_length=1024, examples=["a new long passphrase"])
+
+
+class PasswordSet(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"user": {"password": "a new long passphrase"}}]}
+    )
+
+    user: PasswordFields
+
+
+class PasswordChangeFields(_Body):
+    current_password: str = Field(examples=["correct horse battery"])
+    new_password: str = Field(min_length=8, max_length=1024, examples=["a new long passphrase"])
+
+
+class PasswordChange(_Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user": {
+                        "current_password": "correct horse battery",
+                        "new_password": "a new long passphrase",
+                    }
+                }
+            ]
+        }
+    )
+
+    user: PasswordChangeFields
+
+
+class PasswordChanged(_Answer):
+    """``{}``: the password changed; the caller's other tokens stopped working."""
 
 
 # --- module models ----------------------------------------------------------------------

@@ -108,6 +108,18 @@ class Actor:
         return self.role is Role.OEM_ADMIN and role is not Role.AYLA_ADMIN
 
 
+def may_manage_user(actor: Actor, user_oem_id: str | None) -> bool:
+    """Ayla::Admin manages every user; an OEM::Admin the users of its own OEM (§3)."""
+    if actor.is_platform_admin:
+        return True
+    return actor.role is Role.OEM_ADMIN and user_oem_id is not None and user_oem_id == actor.oem_id
+
+
+def may_deactivate(actor: Actor, user_id: int) -> bool:
+    """Nobody deactivates their own account: the last admin could lock everyone out."""
+    return actor.user_id != user_id
+
+
 def require(allowed: bool, message: str | None = None) -> None:
     """Raise AFS-403 unless the role allows the operation."""
     if not allowed:

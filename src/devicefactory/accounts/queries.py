@@ -79,8 +79,53 @@ def get_oem_for_update(session: Session, oem_id: str) -> Oem | None:
     return session.scalars(select(Oem).where(Oem.oem_id == oem_id).with_for_update()).one_or_none()
 
 
-def get_user(session: Session, user_id: int) -> User | None:
-    return session.get(User, user_id)
+def get_user(session: Session, user_id: int, *, lock: bool = False) -> User | None:
+    if not lock:
+        return session.get(User, user_id)
+    query = select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+    return session.scalar(query)
+
+
+def get_visible_user(
+    session: Session, actor: Actor | None, user_id: int, *, lock: bool = False
+) -> User | None:
+    """One user behind the tenant wall (``actor`` None: the operator's CLI, every user)."""
+    if actor is None:
+        return get_user(session, user_id, lock=lock)
+    query = users_visible_to(actor).where(User.id == user_id)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalar(query)
+
+
+def locked_email_keys(session: Session, email_keys: Sequence[str], now: datetime) -> set[str]:
+    """Which of these email keys are locked at ``now``."""
+    found: set[str] = set()
+    for start in range(0, len(email_keys), 500):  # bounded IN lists
+        chunk = email_keys[start : start + 500]
+        found.update(
+            session.scalars(
+                select(SignInFailures.email_key).where(
+                    SignInFailures.email_key.in_(chunk), SignInFailures.locked_until > now
+                )
+            )
+        )
+    return found
+
+
+def revoke_tokens(
+    session: Session, user_id: int, now: datetime, *, keep_access_hash: str | None = None
+) -> None:
+    """Every live token of the user stops working, but the one it is acting with."""
+    statement = (
+        update(AuthToken)
+        .where(AuthToken.user_id == user_id, AuthToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if keep_access_hash is not None:
+        statement = statement.where(AuthToken.access_hash != keep_access_hash)
+    session.execute(statement)
 
 
 def sign_in_lock(session: Session, email_key: str) -> datetime | None:

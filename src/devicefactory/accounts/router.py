@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from devicefactory.accounts import bodies, service
 from devicefactory.accounts.access import ActorDep, SignInAddressLimit, limit_sign_in_email
 from devicefactory.accounts.policy import ModelKind, Role, require_platform_admin
-from devicefactory.accounts.schemas import model_json, oem_json, tokens_json, user_json
+from devicefactory.accounts.schemas import model_json, oem_json, tokens_json, user_json, user_state_json
 from devicefactory.errors import (
     AccountLocked,
     Conflict,
@@ -25,6 +25,7 @@ from devicefactory.errors import (
     ValidationFailed,
 )
 from devicefactory.http.bodies import JsonBody, TextBody, section
+from devicefactory.http.caller import bearer_token
 from devicefactory.http.openapi import afs_errors, request_body, text_request_body
 from devicefactory.http.transaction import (
     NowDep,
@@ -130,6 +131,56 @@ def refresh_token(
 def sign_out(body: JsonBody, session: WriteSession, now: NowDep) -> dict[str, Any]:
     """Revoke an access token."""
     service.sign_out(session, access_token=_text(section(body, "user"), "access_token"), now=now)
+    return {}
+
+
+@users_router.post(
+    "/password",
+    response_model=None,
+    responses={
+        200: {
+            "model": bodies.PasswordChanged,
+            "description": "Changed; the caller's other tokens stopped working",
+        },
+        **afs_errors(
+            Unauthorized(),
+            InvalidCredentials(),
+            AccountLocked(30),
+            *_BODY_ERRORS,
+            MalformedRequest("'user' must be a JSON object"),
+            ValidationFailed.of(["current_password is required"]),
+            ValidationFailed.of(["password must be 8 to 1024 characters"]),
+            TooManyRequests("sign-ins from your address", 60),
+            TooManyRequests("sign-ins with this email", 60),
+        ),
+    },
+    openapi_extra=request_body(bodies.PasswordChange),
+)
+def change_password(
+    _limited: SignInAddressLimit,
+    body: JsonBody,
+    request: Request,
+    actor: ActorDep,
+    read: ReadSessionsDep,
+    session: WriteSession,
+    settings: SettingsDep,
+    now: NowDep,
+) -> dict[str, Any]:
+    """Change the caller's own password; a wrong current password is a failed sign-in
+    (401, counted by the sign-in limits and the lockout)."""
+    user = section(body, "user")
+    current, new = _text(user, "current_password"), _text(user, "new_password")
+    limit_sign_in_email(request, actor.email)
+    service.change_password(
+        read,
+        session,
+        actor,
+        current_password=current,
+        new_password=new,
+        access_token=bearer_token(request),
+        now=now,
+        lockout=service.LockoutPolicy(settings.lockout_failures, _seconds(settings.lockout_seconds)),
+    )
     return {}
 
 
@@ -247,9 +298,87 @@ def create_user(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict[
     response_model=None,
     responses={200: {"model": bodies.UserList}, **afs_errors(Unauthorized(), Forbidden())},
 )
-def list_users(actor: ActorDep, session: ReadSession) -> dict[str, Any]:
-    """The users the caller manages."""
-    return {"users": [user_json(user) for user in service.list_users(session, actor)]}
+def list_users(actor: ActorDep, session: ReadSession, now: NowDep) -> dict[str, Any]:
+    """The users the caller manages, with whether each is deactivated or locked out."""
+    return {"users": [user_state_json(state) for state in service.list_user_states(session, actor, now=now)]}
+
+
+# What every route on one user may answer: the caller's role, and a user beyond its reach.
+_USER_ERRORS: tuple[ServiceError, ...] = (Unauthorized(), Forbidden(), NotFound("User 42 not found"))
+
+
+@admin_router.post(
+    "/users/{user_id}/unlock",
+    response_model=None,
+    responses={
+        200: {"model": bodies.UserEnvelope, "description": "The user, no longer locked out"},
+        **afs_errors(*_USER_ERRORS),
+    },
+)
+def unlock_user(user_id: str, actor: ActorDep, session: WriteSession, now: NowDep) -> dict[str, Any]:
+    """Lift a user's sign-in lockout at once (Ayla::Admin; OEM::Admin within its own OEM)."""
+    state = service.unlock_user(session, actor, user_id=_user_id(user_id), now=now)
+    return {"user": user_state_json(state)}
+
+
+@admin_router.post(
+    "/users/{user_id}/password",
+    response_model=None,
+    responses={
+        200: {"model": bodies.UserEnvelope, "description": "The user; its tokens stopped working"},
+        **afs_errors(
+            *_USER_ERRORS,
+            *_BODY_ERRORS,
+            ValidationFailed.of(["password is required"]),
+            ValidationFailed.of(["password must be 8 to 1024 characters"]),
+        ),
+    },
+    openapi_extra=request_body(bodies.PasswordSet, bodies.PasswordFields),
+)
+def set_password(
+    user_id: str, body: JsonBody, request: Request, actor: ActorDep, session: WriteSession, now: NowDep
+) -> dict[str, Any]:
+    """Set a user's password (rules as at creation); every token of the user stops working."""
+    state = service.set_password(
+        session,
+        actor,
+        user_id=_user_id(user_id),
+        password=_text(_unwrap(body, "user"), "password"),
+        now=now,
+        keep_access_token=bearer_token(request),
+    )
+    return {"user": user_state_json(state)}
+
+
+@admin_router.post(
+    "/users/{user_id}/deactivate",
+    response_model=None,
+    responses={
+        200: {
+            "model": bodies.UserEnvelope,
+            "description": "The user, deactivated; its tokens stopped working",
+        },
+        **afs_errors(*_USER_ERRORS, Forbidden("Forbidden: you may not deactivate your own account")),
+    },
+)
+def deactivate_user(user_id: str, actor: ActorDep, session: WriteSession, now: NowDep) -> dict[str, Any]:
+    """Deactivate a user: it cannot sign in and its tokens stop working."""
+    state = service.deactivate_user(session, actor, user_id=_user_id(user_id), now=now)
+    return {"user": user_state_json(state)}
+
+
+@admin_router.post(
+    "/users/{user_id}/reactivate",
+    response_model=None,
+    responses={
+        200: {"model": bodies.UserEnvelope, "description": "The user, who may sign in again"},
+        **afs_errors(*_USER_ERRORS),
+    },
+)
+def reactivate_user(user_id: str, actor: ActorDep, session: WriteSession, now: NowDep) -> dict[str, Any]:
+    """Reactivate a deactivated user (its old tokens stay revoked)."""
+    state = service.reactivate_user(session, actor, user_id=_user_id(user_id), now=now)
+    return {"user": user_state_json(state)}
 
 
 @admin_router.post(
@@ -291,6 +420,13 @@ def create_model(body: JsonBody, actor: ActorDep, session: WriteSession) -> dict
 def list_models(_actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """Every module model (any signed-in user: the dashboard lists them)."""
     return {"models": [model_json(model) for model in service.list_models(session)]}
+
+
+def _user_id(text: str) -> int:
+    """A user id of the path; anything else is a user that does not exist."""
+    if not (text.isascii() and text.isdigit() and len(text) < 10):
+        raise NotFound(f"User {text} not found")
+    return int(text)
 
 
 def _unwrap(body: dict[str, Any], key: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devicefactory.accounts.service import IssuedTokens
+from devicefactory.accounts.service import IssuedTokens, UserState
 from devicefactory.tables.accounts import ModuleModel, Oem, User
 
 
@@ -28,14 +28,20 @@ def oem_json(oem: Oem) -> dict[str, Any]:
     }
 
 
-def user_json(user: User) -> dict[str, Any]:
+def user_json(user: User, *, locked: bool = False) -> dict[str, Any]:
     return {
         "id": user.id,
         "email": user.email,
         "role": user.role,
         "oem_id": user.oem_id,
         "created_at": iso(user.created_at),
+        "deactivated": user.deactivated_at is not None,
+        "locked": locked,
     }
+
+
+def user_state_json(state: UserState) -> dict[str, Any]:
+    return user_json(state.user, locked=state.locked)
 
 
 def model_json(model: ModuleModel) -> dict[str, Any]:

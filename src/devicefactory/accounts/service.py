@@ -13,7 +13,15 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.accounts import queries
-from devicefactory.accounts.policy import Actor, ModelKind, Role, require, require_platform_admin
+from devicefactory.accounts.policy import (
+    Actor,
+    ModelKind,
+    Role,
+    may_deactivate,
+    may_manage_user,
+    require,
+    require_platform_admin,
+)
 from devicefactory.accounts.secrets import hash_password, new_token, token_hash, verify_password
 from devicefactory.errors import (
     AccountLocked,
@@ -50,6 +58,18 @@ class IssuedTokens:
 class LockoutPolicy:
     failures: int = 5
     duration: timedelta = timedelta(minutes=30)
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    """A user as the admin pages show it: deactivated, and locked out of sign-in now."""
+
+    user: User
+    locked: bool
+
+    @property
+    def deactivated(self) -> bool:
+        return self.user.deactivated_at is not None
 
 
 # --- OEMs, users, models -------------------------------------------------------------
@@ -123,6 +143,113 @@ def list_users(session: Session, actor: Actor) -> Sequence[User]:
     return queries.list_users(session, actor)
 
 
+def list_user_states(session: Session, actor: Actor, *, now: datetime) -> list[UserState]:
+    """The users the caller manages, each with whether it is locked out right now."""
+    users = list_users(session, actor)
+    locked = queries.locked_email_keys(session, [email_key(user.email) for user in users], now)
+    return [UserState(user, email_key(user.email) in locked) for user in users]
+
+
+def user_state(session: Session, user: User, *, now: datetime) -> UserState:
+    key = email_key(user.email)
+    return UserState(user, key in queries.locked_email_keys(session, [key], now))
+
+
+# --- account recovery -------------------------------------------------------------------
+#
+# ``actor`` None is the operator's CLI on the server: every user is within its reach.
+
+
+def user_id_for_email(session: Session, email: str) -> int:
+    """The id of the user with this email (the CLI names users by email)."""
+    user = queries.get_user_by_email(session, email) if isinstance(email, str) else None
+    if user is None:
+        raise NotFound(f"No user with email {email}")
+    return user.id
+
+
+def unlock_user(session: Session, actor: Actor | None, *, user_id: int, now: datetime) -> UserState:
+    """Lift the sign-in lockout (and the failures counted towards it) at once."""
+    user = _managed_user(session, actor, user_id)
+    queries.clear_sign_in_failures(session, email_key(user.email))
+    session.flush()
+    return UserState(user, locked=False)
+
+
+def set_password(
+    session: Session,
+    actor: Actor | None,
+    *,
+    user_id: int,
+    password: str,
+    now: datetime,
+    keep_access_token: str | None = None,
+) -> UserState:
+    """Give a user a new password; every token of that user stops working but
+    ``keep_access_token`` (the caller's own, when admins set their own password)."""
+    if actor is not None:
+        require(actor.may_manage_users)
+    _check_password(password)
+    # Hashed before the write session is first used: no write lock is held meanwhile (§11).
+    password_hash = hash_password(password)
+    user = _managed_user(session, actor, user_id, lock=True)
+    _store_password(session, user, password_hash, now=now, keep_access_token=keep_access_token)
+    return user_state(session, user, now=now)
+
+
+def deactivate_user(session: Session, actor: Actor | None, *, user_id: int, now: datetime) -> UserState:
+    """The user can no longer sign in, and every token it holds stops working."""
+    user = _managed_user(session, actor, user_id, lock=True)
+    if actor is not None:
+        require(may_deactivate(actor, user.id), "Forbidden: you may not deactivate your own account")
+    if user.deactivated_at is None:
+        user.deactivated_at = now
+    queries.revoke_tokens(session, user.id, now)
+    session.flush()
+    return user_state(session, user, now=now)
+
+
+def reactivate_user(session: Session, actor: Actor | None, *, user_id: int, now: datetime) -> UserState:
+    """The user may sign in again (its old tokens stay revoked)."""
+    user = _managed_user(session, actor, user_id, lock=True)
+    user.deactivated_at = None
+    session.flush()
+    return user_state(session, user, now=now)
+
+
+def change_password(
+    read: sessionmaker[Session],
+    session: Session,
+    actor: Actor,
+    *,
+    current_password: str,
+    new_password: str,
+    access_token: str,
+    now: datetime,
+    lockout: LockoutPolicy = LockoutPolicy(),
+) -> None:
+    """A signed-in user's own new password; a wrong current one is a failed sign-in.
+
+    It counts towards the lockout as a failed sign-in does, so a stolen session cannot
+    guess the password any faster; the caller's other tokens stop working.
+    """
+    _check_password(new_password)
+    key = email_key(actor.email)
+    with read() as reader:
+        user = queries.get_user(reader, actor.user_id)
+        locked_until = queries.sign_in_lock(reader, key)
+    _refuse_when_locked(locked_until, now)
+    if user is None or not verify_password(user.password_hash, current_password):
+        _count_failure(session, key, now=now, lockout=lockout)
+        raise InvalidCredentials().recorded()
+    password_hash = hash_password(new_password)
+    current = queries.get_user(session, actor.user_id, lock=True)
+    if current is None or current.password_hash != user.password_hash:
+        raise InvalidCredentials()  # changed meanwhile by someone else: try again
+    _store_password(session, current, password_hash, now=now, keep_access_token=access_token)
+    queries.clear_sign_in_failures(session, key)
+
+
 def list_oems(session: Session, actor: Actor) -> Sequence[Oem]:
     require_platform_admin(actor)
     return queries.list_oems(session)
@@ -170,14 +297,18 @@ def sign_in(
     with read() as reader:
         user = queries.get_user_by_email(reader, email) if isinstance(email, str) else None
         locked_until = queries.sign_in_lock(reader, key)
-    if locked_until is not None and locked_until > now:
-        raise AccountLocked(math.ceil((locked_until - now).total_seconds() / 60))
+    _refuse_when_locked(locked_until, now)
+    # A deactivated user is answered as a wrong password, and counted as one.
     if not verify_password(user.password_hash if user else None, password) or user is None:
-        if queries.count_failed_sign_in(session, key) >= lockout.failures:
-            queries.lock_sign_in(session, key, now + lockout.duration)
+        _count_failure(session, key, now=now, lockout=lockout)
+        raise InvalidCredentials().recorded()
+    current = queries.get_user(session, user.id, lock=True)
+    if current is None or current.deactivated_at is not None or current.password_hash != user.password_hash:
+        # Deactivated, or its password changed while this one was being checked.
+        _count_failure(session, key, now=now, lockout=lockout)
         raise InvalidCredentials().recorded()
     queries.clear_sign_in_failures(session, key)
-    return _issue_tokens(session, user, now=now, token_ttl=token_ttl)
+    return _issue_tokens(session, current, now=now, token_ttl=token_ttl)
 
 
 def email_key(email: object) -> str:
@@ -192,6 +323,8 @@ def refresh_tokens(session: Session, *, refresh_token: str, now: datetime, token
     if found is None or found[0].revoked_at is not None or found[0].refresh_expires_at <= now:
         raise Unauthorized("Unknown, expired or already used refresh token")
     token, user, _ = found
+    if user.deactivated_at is not None:
+        raise Unauthorized("Unknown, expired or already used refresh token")
     token.revoked_at = now  # rotation: the old pair stops working
     return _issue_tokens(session, user, now=now, token_ttl=token_ttl)
 
@@ -209,7 +342,7 @@ def authenticate(session: Session, *, access_token: str, now: datetime) -> Actor
     if found is None:
         raise Unauthorized()
     token, user, oem = found
-    if token.revoked_at is not None or token.expires_at <= now:
+    if token.revoked_at is not None or token.expires_at <= now or user.deactivated_at is not None:
         raise Unauthorized()
     return actor_for(user, oem)
 
@@ -225,6 +358,38 @@ def actor_for(user: User, oem: Oem | None) -> Actor:
 
 
 # --- helpers ----------------------------------------------------------------------------
+
+
+def _refuse_when_locked(locked_until: datetime | None, now: datetime) -> None:
+    """AFS-401 with the minutes left: keyed by the email's hash, so alike for every email."""
+    if locked_until is not None and locked_until > now:
+        raise AccountLocked(math.ceil((locked_until - now).total_seconds() / 60))
+
+
+def _count_failure(session: Session, key: str, *, now: datetime, lockout: LockoutPolicy) -> None:
+    if queries.count_failed_sign_in(session, key) >= lockout.failures:
+        queries.lock_sign_in(session, key, now + lockout.duration)
+
+
+def _managed_user(session: Session, actor: Actor | None, user_id: int, *, lock: bool = False) -> User:
+    """The user, if the caller manages it: 403 for a role that manages no users, 404 for a
+    user beyond the caller's reach, exactly as for an id that does not exist (§3)."""
+    if actor is not None:
+        require(actor.may_manage_users)
+    user = queries.get_visible_user(session, actor, user_id, lock=lock)
+    if user is None or (actor is not None and not may_manage_user(actor, user.oem_id)):
+        raise NotFound(f"User {user_id} not found")
+    return user
+
+
+def _store_password(
+    session: Session, user: User, password_hash: str, *, now: datetime, keep_access_token: str | None
+) -> None:
+    user.password_hash = password_hash
+    user.password_changed_at = now
+    keep = token_hash(keep_access_token) if keep_access_token else None
+    queries.revoke_tokens(session, user.id, now, keep_access_hash=keep)
+    session.flush()
 
 
 def _issue_tokens(session: Session, user: User, *, now: datetime, token_ttl: int) -> IssuedTokens:

@@ -10,25 +10,20 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import BinaryIO, NamedTuple, TypeAlias
 
+from devicefactory.device_fields import FIELDS, Kind
+
 MAX_LINE_LENGTH = 255
 
-FIELD_NAMES: tuple[str, ...] = (
-    "dsn",
-    "model",
-    "mac",
-    "hwsig",
-    "dom_at",
-    "manuf_model",
-    "manuf_sn",
-    "odm",
-    "module_sw_version",
-    "wifi_setup_key",
-    "ads_connect_flag",
-    "oem_id",
-    "oem_model",
-    "oem_host_version",
-)
+# What a line may carry, by API name (a CSV upload's column names): the device, the
+# fields of the table, and the OEM a provision line was made for.
+FIELD_NAMES: tuple[str, ...] = ("dsn", "model", *(field.name for field in FIELDS), "oem_id")
 _FIELD_SET = frozenset(FIELD_NAMES)
+# A log line's names for them (SPEC §7): the table's log names; dsn, model, oem_id as is.
+_API_NAME = {"dsn": "dsn", "model": "model", "oem_id": "oem_id"} | {
+    field.log_name: field.name for field in FIELDS if field.log_name
+}
+# The cell that tells two layouts of one length apart (A: 0, 1 or empty).
+_FLAG_CELLS = frozenset(field.log_name for field in FIELDS if field.kind is Kind.FLAG and field.log_name)
 
 STATUSES: tuple[str, ...] = ("pass", "fail", "label", "config", "config_test", "verify", "assign")
 _STATUS_SET = frozenset(STATUSES)
@@ -81,30 +76,31 @@ ParsedLine: TypeAlias = LogRecord | LineError
 
 class _Layout(NamedTuple):
     version: int
+    cells: tuple[str, ...]  # the log names of its cells (SPEC §7)
     names: tuple[str, ...]  # API names of the fields the layout carries
     pick: Callable[[list[str]], tuple[str, ...]]  # their values, from the line's cells
     flag_index: int | None  # cell of ads_connect_flag
     extra_index: int | None  # cell of the comment
 
 
-# The 11 cells every line starts with; the timestamp is the date of manufacture (dom_at).
+# The 11 cells every line starts with, by the log's names (SPEC §7).
 _HEAD = (
-    *("version", "time", "dom_at", "status", "err_code"),
-    *("model", "dsn", "mac", "manuf_model", "manuf_sn", "hwsig"),
+    *("version", "time", "timestamp", "status", "err_code"),
+    *("model", "dsn", "mac", "mfg_model", "mfg_sn", "hwsig"),
 )
 
 
 def _layout(version: int, *tail: str) -> _Layout:
     cells = (*_HEAD, *tail)
-    picked = [(i, name) for i, name in enumerate(cells) if name in _FIELD_SET]
+    picked = [(i, _API_NAME[name]) for i, name in enumerate(cells) if name in _API_NAME]
     pick = itemgetter(*(i for i, _ in picked))
-    flag = cells.index("ads_connect_flag") if "ads_connect_flag" in cells else None
+    flag = next((i for i, name in enumerate(cells) if name in _FLAG_CELLS), None)
     extra = cells.index("extra") if "extra" in cells else None
-    return _Layout(version, tuple(name for _, name in picked), pick, flag, extra)
+    return _Layout(version, cells, tuple(name for _, name in picked), pick, flag, extra)
 
 
 _OEM = ("oem_id", "oem_model", "ads_connect_flag", "odm")
-_SW = "module_sw_version"
+_SW = "mfg_sw_version"
 # Candidates per version and field count, in the spec's order (first listed wins a tie).
 _LAYOUTS: dict[str, dict[int, tuple[_Layout, ...]]] = {
     "2": {12: (_layout(2, "extra"),), 11: (_layout(2),)},

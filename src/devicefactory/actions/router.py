@@ -31,8 +31,11 @@ from devicefactory.http.transaction import (
     SettingsDep,
     TransactionalRoute,
     WriteSession,
+    record_event,
 )
 from devicefactory.tables.actions import ActionStatus, ActionType
+
+DOWNLOAD = "factory_actions.download"  # the audit log's name for a file download
 
 router = APIRouter(
     prefix="/devicefactory/v1/factory_actions",
@@ -190,7 +193,12 @@ def download(
 ) -> Response:
     """`csv`, `log`, `xml` (reserve: the encrypted DSN bundle) or `failed` (upload lines to fix).
 
-    Streamed as it is read; each OEM has a bounded number of downloads in flight (AFS-429)."""
-    return stream_heavy(
-        request, actor, lambda: service.action_file(session, actor, action_id, kind, pages=pages)
-    )
+    Streamed as it is read; each OEM has a bounded number of downloads in flight (AFS-429).
+    Each download is an audit entry, written before the file is sent."""
+
+    def opened() -> service.ActionFile:
+        file = service.action_file(session, actor, action_id, kind, pages=pages)
+        record_event(request, DOWNLOAD, {"action_id": action_id, "kind": kind})
+        return file
+
+    return stream_heavy(request, actor, opened)

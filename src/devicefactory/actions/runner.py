@@ -34,6 +34,7 @@ from devicefactory.db import session_scope, utcnow
 from devicefactory.processes import pause
 from devicefactory.storage import FileStore, is_stored
 from devicefactory.tables.actions import ActionStatus, FactoryAction
+from devicefactory.webhooks import outbox
 
 log = logging.getLogger("devicefactory.actions")
 
@@ -138,6 +139,7 @@ class ActionRunner:
             action.finished_at = utcnow()
             action.message = f"{failed} line(s) failed" if failed else "every line succeeded"
             queries.delete_overlay(session, action_id)
+            outbox.emit(session, action.oem_id, outbox.Event.ACTION_FINISHED, outbox.action_payload(action))
             log.info("factory action %s finished: %s", action_id, action.status)
 
     def _release(self, action_id: int) -> None:

@@ -18,7 +18,14 @@ from devicefactory.dashboard.session import PREFIX, CheckedForm, DashboardActor,
 from devicefactory.devices import service as devices
 from devicefactory.errors import MissingAttributes, ValidationFailed
 from devicefactory.http.streaming import stream_heavy
-from devicefactory.http.transaction import NowDep, ReadSession, ReadSessionsDep, SettingsDep, WriteSession
+from devicefactory.http.transaction import (
+    NowDep,
+    ReadSession,
+    ReadSessionsDep,
+    SettingsDep,
+    WriteSession,
+    record_event,
+)
 from devicefactory.tables.accounts import ModuleModel, Oem
 from devicefactory.tables.actions import ActionLine, ActionStatus, ActionType, FactoryAction
 
@@ -184,10 +191,12 @@ def action_file(
     session: ReadSession,
     pages: ReadSessionsDep,
 ) -> Response:
-    """CSV, LOG, XML (reserve bundle) or failed lines, with the session cookie (streamed)."""
-    return stream_heavy(
-        request,
-        actor,
-        lambda: service.action_file(session, actor, action_id, kind, pages=pages),
-        {"Cache-Control": "no-store"},
-    )
+    """CSV, LOG, XML (reserve bundle) or failed lines, with the session cookie (streamed);
+    each download is an audit entry, written before the file is sent."""
+
+    def opened() -> service.ActionFile:
+        file = service.action_file(session, actor, action_id, kind, pages=pages)
+        record_event(request, "factory_actions.download", {"action_id": action_id, "kind": kind})
+        return file
+
+    return stream_heavy(request, actor, opened, {"Cache-Control": "no-store"})

@@ -17,6 +17,7 @@ from devicefactory.dashboard.session import (
     SIGN_IN_COOKIE,
     SIGN_IN_COOKIE_SECONDS,
     CheckedForm,
+    DashboardActor,
     SignInForm,
     clear_cookie,
     new_nonce,
@@ -24,7 +25,7 @@ from devicefactory.dashboard.session import (
     session_token,
     set_cookie,
 )
-from devicefactory.errors import ServiceError, TooManyRequests, Unauthorized
+from devicefactory.errors import ServiceError, TooManyRequests, Unauthorized, ValidationFailed
 from devicefactory.http.caller import client_address
 from devicefactory.http.transaction import NowDep, ReadSessionsDep, SettingsDep, WriteSession
 
@@ -112,3 +113,57 @@ def sign_out(request: Request, _form: CheckedForm, session: WriteSession, now: N
     response = redirect(f"{PREFIX}/sign_in?signed_out=1")
     clear_cookie(request, response, SESSION_COOKIE)
     return response
+
+
+def _password_page(request: Request, *, error: ServiceError | None = None) -> Response:
+    changed = error is None and "changed" in request.query_params
+    response = render(
+        request,
+        "password.html",
+        {"tab": "password", "error": error, "changed": changed},
+        status_code=error.status_code if error else 200,
+    )
+    if error is not None and error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+@router.get("/password")
+def password_page(request: Request, _actor: DashboardActor) -> Response:
+    """The signed-in user's "Change password" form."""
+    return _password_page(request)
+
+
+@router.post("/password")
+def change_password(
+    request: Request,
+    actor: DashboardActor,
+    form: CheckedForm,
+    read: ReadSessionsDep,
+    session: WriteSession,
+    settings: SettingsDep,
+    now: NowDep,
+) -> Response:
+    """A wrong current password is a failed sign-in: limited, counted towards the lockout."""
+    new_password = str(form.get("new_password") or "")
+    try:
+        limit_sign_in_address_now(request)
+        limit_sign_in_email(request, actor.email)
+        if new_password != str(form.get("confirm_password") or ""):
+            raise ValidationFailed.of(["the new password and its confirmation differ"])
+        accounts.change_password(
+            read,
+            session,
+            actor,
+            current_password=str(form.get("current_password") or ""),
+            new_password=new_password,
+            access_token=session_token(request) or "",
+            now=now,
+            lockout=accounts.LockoutPolicy(
+                settings.lockout_failures, timedelta(seconds=settings.lockout_seconds)
+            ),
+        )
+    except (Unauthorized, TooManyRequests, ValidationFailed) as error:
+        # A failed attempt the service recorded (towards the lockout) is committed.
+        return _password_page(request, error=error)
+    return redirect(f"{PREFIX}/password?changed=1")

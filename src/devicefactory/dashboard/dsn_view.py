@@ -11,6 +11,7 @@ from devicefactory.accounts.policy import Actor
 from devicefactory.dashboard import forms
 from devicefactory.dashboard.pages import DashboardRoute, render
 from devicefactory.dashboard.session import PREFIX, CheckedForm, DashboardActor
+from devicefactory.device_fields import FIELDS, DeviceField, Search
 from devicefactory.devices import service
 from devicefactory.devices.search import STATUSES
 from devicefactory.errors import ValidationFailed
@@ -19,19 +20,18 @@ from devicefactory.tables.devices import Device
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
-# The "more filters" of the search form; the panel opens when one of them is set.
-MORE_FIELDS = (
-    "manuf_model",
-    "manuf_sn",
-    "oem_model",
-    "oem_host_version",
-    "hwsig",
-    "odm",
-    "module_sw_version",
-    "wifi_setup_key",
-    "ads_connect_flag",
-    "action_id",
-)
+# The fields the search form offers: in its first row, or under "More filters".
+_SEARCHED = tuple(field for field in FIELDS if field.search is not Search.NONE)
+QUICK_FILTERS = tuple(field for field in _SEARCHED if field.quick_search)
+MORE_FILTERS = tuple(field for field in _SEARCHED if not field.quick_search)
+# The panel of "more filters" opens when one of them is set.
+MORE_FIELDS = (*(field.name for field in MORE_FILTERS), "action_id")
+# The results' columns, and the device page's cards (in the table's order).
+COLUMNS = tuple(field for field in FIELDS if field.column)
+CARDS: dict[str, tuple[DeviceField, ...]] = {
+    card: tuple(field for field in FIELDS if field.card == card)
+    for card in dict.fromkeys(f.card for f in FIELDS)
+}
 
 
 def may_reset(actor: Actor, device: Device) -> bool:
@@ -67,6 +67,9 @@ def devices_page(request: Request, actor: DashboardActor, session: ReadSession) 
             "models": accounts.list_models(session),
             "status_options": [(status, status.capitalize()) for status in STATUSES],
             "page_sizes": forms.DEVICES_PAGES,
+            "quick_filters": QUICK_FILTERS,
+            "more_filters": MORE_FILTERS,
+            "columns": COLUMNS,
         },
         status_code=error.status_code if error else 200,
     )
@@ -78,7 +81,13 @@ def device_page(dsn: str, request: Request, actor: DashboardActor, session: Read
     return render(
         request,
         "device.html",
-        {"tab": "devices", "device": device, "may_reset": may_reset(actor, device), "steps": None},
+        {
+            "tab": "devices",
+            "device": device,
+            "may_reset": may_reset(actor, device),
+            "steps": None,
+            "cards": CARDS,
+        },
     )
 
 
@@ -97,5 +106,11 @@ def factory_reset(
     return render(
         request,
         "device.html",
-        {"tab": "devices", "device": device, "may_reset": may_reset(actor, device), "steps": steps},
+        {
+            "tab": "devices",
+            "device": device,
+            "may_reset": may_reset(actor, device),
+            "steps": steps,
+            "cards": CARDS,
+        },
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
-from devicefactory.dashboard import actions_tab, auth, dsn_view
+from devicefactory.dashboard import actions_tab, audit_log, auth, dsn_view, users_tab
 from devicefactory.dashboard.pages import STATIC_FILES, DashboardRoute, redirect
 from devicefactory.dashboard.session import PREFIX
 from devicefactory.errors import NotFound
@@ -16,6 +16,8 @@ dashboard_router = APIRouter(route_class=DashboardRoute, include_in_schema=False
 dashboard_router.include_router(auth.router)
 dashboard_router.include_router(actions_tab.router)
 dashboard_router.include_router(dsn_view.router)
+dashboard_router.include_router(audit_log.router)
+dashboard_router.include_router(users_tab.router)
 
 
 @dashboard_router.get(f"{PREFIX}/static/{{name}}")

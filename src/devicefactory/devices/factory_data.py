@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor, ModelKind, require
+from devicefactory.device_fields import UNIQUE_FIELDS
 from devicefactory.devices import fields as F
 from devicefactory.devices import queries
 from devicefactory.devices.jobs import job_row
@@ -33,8 +34,6 @@ from devicefactory.errors import (
     ValidationFailed,
 )
 from devicefactory.tables.devices import DeviceStatus
-
-UNIQUE_FIELDS = ("mac", "hwsig")
 
 
 class Outcome(enum.StrEnum):
@@ -110,7 +109,7 @@ def decide_manufacture(
     if missing:
         raise MissingAttributes(missing)
     _check_model(device, kind, body["model"], allowed=frozenset({ModelKind.BLACK_BOX}))
-    cleaned = F.clean_fields(body, F.MANUFACTURE_REQUIRED[1:] + F.MANUFACTURE_OPTIONAL)
+    cleaned = F.clean_fields(body, F.MANUFACTURE_FIELDS)
     if device.status != DeviceStatus.RESERVED:
         if repeat_is_error:
             raise AlreadyManufactured()
@@ -200,8 +199,7 @@ def _compare(device: DeviceRecord, cleaned: F.CleanFields) -> Decision:
         for name, value in cleaned.values.items()
         if getattr(device, name) != value
     ]
-    if cleaned.bad_date is not None:
-        changes.append(Change("dom_at", device.dom_at, cleaned.bad_date))
+    changes += [Change(name, getattr(device, name), value) for name, value in cleaned.bad_dates.items()]
     if changes:
         raise ConflictingValues(changes)
     return Decision(Outcome.IDENTICAL)
@@ -286,8 +284,7 @@ def load_batch(
             for name, value in changes.items():
                 setattr(devices[dsn], name, value)
     values = {
-        name: {str(v) for r in requests if (v := _unique_value(name, r.body.get(name)))}
-        for name in UNIQUE_FIELDS
+        name: {v for r in requests if (v := F.clean_unique(name, r.body.get(name)))} for name in UNIQUE_FIELDS
     }
     # White-box provisions without a hwsig take mac-<mac> (and the device's own mac).
     macs = values["mac"] | {d.mac for d in devices.values() if d.mac}
@@ -296,16 +293,6 @@ def load_batch(
     holders.update(queries.unique_holders(session, values))  # what is stored wins
     kinds = {name: ModelKind(kind) for name, kind in queries.model_kinds(session).items()}
     return Batch(devices, kinds, holders, stored_status)
-
-
-def _unique_value(name: str, value: object) -> str | None:
-    """The value as the rules will clean it (so the preload finds its holder)."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float) or F.is_missing(value):
-        return None
-    text = str(value).strip()
-    if not text.isprintable():
-        return None  # refused by the field rules before it could be stored
-    return F.normalize_mac(text) if name == "mac" else text
 
 
 def run_requests(

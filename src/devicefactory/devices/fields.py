@@ -8,47 +8,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from devicefactory import device_fields
+from devicefactory.device_fields import BY_NAME, FIELDS, DeviceField, Kind, Role, in_order, with_role
 from devicefactory.errors import InvalidDate
 
-# Required fields in the order of the seed's tables (AFS-607 lists them in this order).
-MANUFACTURE_REQUIRED = ("model", "mac", "hwsig", "dom_at")
-MANUFACTURE_OPTIONAL = (
-    "manuf_model",
-    "manuf_sn",
-    "odm",
-    "module_sw_version",
-    "wifi_setup_key",
-    "ads_connect_flag",
-)
-PROVISION_ALWAYS_REQUIRED = ("model", "oem_model", "oem_host_version")
-# Required on provision unless manufacture already set them (seed table 7 order).
-PROVISION_FACTORY_REQUIRED = ("manuf_model", "mac", "hwsig", "module_sw_version", "dom_at")
-PROVISION_TABLE_ORDER = (
-    "model",
-    "manuf_model",
-    "mac",
-    "hwsig",
-    "oem_model",
-    "module_sw_version",
-    "oem_host_version",
-    "dom_at",
-)
-PROVISION_OPTIONAL = ("manuf_sn", "odm", "wifi_setup_key", "ads_connect_flag")
-PROVISION_FIELDS = tuple(n for n in PROVISION_TABLE_ORDER + PROVISION_OPTIONAL if n != "model")
+# The device's own model comes first in both seed tables; the rest is the field table's.
+MANUFACTURE_REQUIRED = ("model", *with_role("manufacture", Role.REQUIRED))
+MANUFACTURE_FIELDS = tuple(f.name for f in in_order("manufacture"))
+PROVISION_ALWAYS_REQUIRED = ("model", *with_role("provision", Role.REQUIRED))
+# Required on provision unless manufacture already set them, in the seed table's order.
+PROVISION_TABLE_ORDER = ("model", *with_role("provision", Role.REQUIRED, Role.REQUIRED_UNLESS_SET))
+PROVISION_FIELDS = tuple(f.name for f in in_order("provision"))
 # Fields that manufacture sets and provision may only repeat, never change.
-FACTORY_FIELDS = (
-    "mac",
-    "hwsig",
-    "dom_at",
-    "manuf_model",
-    "manuf_sn",
-    "odm",
-    "module_sw_version",
-    "wifi_setup_key",
-    "ads_connect_flag",
-)
-MAX_TEXT = 255
-MAX_HWSIG = 128
+FACTORY_FIELDS = device_fields.FACTORY_FIELDS
 _MAC_SEPARATORS = re.compile(r"[:\-]")
 _HEX12 = re.compile(r"^[0-9a-f]{12}$")
 _DOM_FORMAT = "%Y/%m/%d %H:%M:%S"
@@ -69,47 +41,50 @@ class CleanFields:
 
     values: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
-    bad_date: object | None = None
+    # Moments that do not parse, by field: AFS-608 rather than a failure of AFS-600.
+    bad_dates: dict[str, object] = field(default_factory=dict)
 
 
 def clean_fields(raw: Mapping[str, object], names: tuple[str, ...]) -> CleanFields:
-    """Normalise each of ``names`` present in ``raw``; missing ones are left out."""
+    """Normalise each of ``names`` (fields of the table) present in ``raw``; missing ones are left out."""
     result = CleanFields()
     values = result.values
     for name in names:
         value = raw.get(name)
         if value is None or value == "":
             continue
-        if type(value) is str and name not in _SPECIAL:
+        if type(value) is str and name in _PLAIN_TEXT:
             # The common case of the upload path, inline: plain printable text.
             text = value.strip()
-            if text and len(text) <= MAX_HWSIG and text.isprintable():
+            if text and len(text) <= _SHORTEST_TEXT and text.isprintable():
                 values[name] = text
                 continue
             if not text:
                 continue
-        _clean_one(result, name, value)
+        _clean_one(result, BY_NAME[name], value)
     return result
 
 
-# Fields with rules of their own (the rest are plain text).
-_SPECIAL = frozenset({"dom_at", "ads_connect_flag", "mac"})
+# Text fields, and a length every one of them takes (the fast path needs no lookup).
+_PLAIN_TEXT = frozenset(f.name for f in FIELDS if f.kind is Kind.TEXT)
+_SHORTEST_TEXT = min((f.max_length for f in FIELDS if f.kind is Kind.TEXT), default=0)
 
 
-def _clean_one(result: CleanFields, name: str, value: object) -> None:
+def _clean_one(result: CleanFields, spec: DeviceField, value: object) -> None:
     if is_missing(value):
         return
-    if name == "dom_at":
+    name = spec.name
+    if spec.kind is Kind.MOMENT:
         parsed = parse_dom(value)
         if parsed is None:
-            result.bad_date = value
+            result.bad_dates[name] = value
         else:
             result.values[name] = parsed
         return
-    if name == "ads_connect_flag":
+    if spec.kind is Kind.FLAG:
         flag = parse_flag(value)
         if flag is None:
-            result.failures.append(f"ads_connect_flag {value} is not true, false, 1 or 0")
+            result.failures.append(f"{name} {value} is not true, false, 1 or 0")
         else:
             result.values[name] = flag
         return
@@ -117,24 +92,34 @@ def _clean_one(result: CleanFields, name: str, value: object) -> None:
         result.failures.append(f"{name} must be a string")
         return
     text = str(value).strip()
-    problem = _text_problem(name, text)
+    problem = _text_problem(spec, text)
     if problem:
         result.failures.append(problem)
     else:
-        result.values[name] = normalize_mac(text) if name == "mac" else text
+        result.values[name] = normalize_mac(text) if spec.kind is Kind.MAC else text
 
 
-def _text_problem(name: str, text: str) -> str | None:
-    if name == "mac":
-        return None if normalize_mac(text) else f"mac {text} is not 12 hex digits"
-    limit = MAX_HWSIG if name == "hwsig" else MAX_TEXT
-    if len(text) > limit:
-        return f"{name} is longer than {limit} characters"
+def _text_problem(spec: DeviceField, text: str) -> str | None:
+    name = spec.name
+    if spec.kind is Kind.MAC:
+        return None if normalize_mac(text) else f"{name} {text} is not 12 hex digits"
+    if len(text) > spec.max_length:
+        return f"{name} is longer than {spec.max_length} characters"
     if text.isprintable():  # the common case, in C
         return None
-    if name == "hwsig":
-        return "hwsig must be printable characters"
+    if spec.printable:
+        return f"{name} must be printable characters"
     return f"{name} contains control characters" if _CONTROL.search(text) else None
+
+
+def clean_unique(name: str, value: object) -> str | None:
+    """A unique field's value as the rules will clean it; None when they would refuse it."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) or is_missing(value):
+        return None
+    text = str(value).strip()
+    if not text.isprintable():
+        return None
+    return normalize_mac(text) if BY_NAME[name].kind is Kind.MAC else text
 
 
 def normalize_mac(text: str) -> str | None:
@@ -158,8 +143,8 @@ def parse_dom(value: object) -> datetime | None:
 
 
 def check_date(cleaned: CleanFields) -> None:
-    if cleaned.bad_date is not None:
-        raise InvalidDate(cleaned.bad_date)
+    for value in cleaned.bad_dates.values():
+        raise InvalidDate(value)
 
 
 def parse_flag(value: object) -> bool | None:

@@ -157,14 +157,17 @@ def update_devices(session: Session, records: Iterable[DeviceRecord]) -> None:
             row = {_NEW[name]: value for name, value in record.changed.items()}
             row["key"] = record.dsn
             groups.setdefault(names, []).append(row)
-    table = DEVICES
     for names, rows in groups.items():
-        statement = (
-            update(table)
-            .where(table.c.dsn == bindparam("key"))
-            .values({n: bindparam(f"new_{n}") for n in names})
+        execute_many(
+            session.connection(),
+            lambda names=names: (  # type: ignore[misc]
+                update(DEVICES)
+                .where(DEVICES.c.dsn == bindparam("key"))
+                .values({n: bindparam(f"new_{n}") for n in names})
+            ),
+            rows,
+            key=("update_devices", names),
         )
-        execute_many(session.connection(), statement, rows)
 
 
 def unique_holders(session: Session, values: dict[str, set[str]]) -> dict[tuple[str, str], str]:

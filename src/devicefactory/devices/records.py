@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from devicefactory.device_fields import FIELDS
+
 # The columns the manufacture/provision rules read or write (never the key material).
 RECORD_COLUMNS = (
     "dsn",
@@ -16,17 +18,7 @@ RECORD_COLUMNS = (
     "status",
     "reserved_by_oem_id",
     "owner_oem_id",
-    "mac",
-    "hwsig",
-    "dom_at",
-    "manuf_model",
-    "manuf_sn",
-    "odm",
-    "module_sw_version",
-    "oem_host_version",
-    "wifi_setup_key",
-    "ads_connect_flag",
-    "oem_model",
+    *(field.name for field in FIELDS),
     "manufactured_at",
     "provisioned_at",
     "last_job_failed",
@@ -34,24 +26,16 @@ RECORD_COLUMNS = (
 
 
 class DeviceRecord:
-    """Attribute access like the ORM ``Device``; assignments are remembered in ``changed``."""
+    """Attribute access like the ORM ``Device``; assignments are remembered in ``changed``.
+
+    The device's own columns are typed here; its fields (``FIELDS``) are read as ``Any``.
+    """
 
     dsn: str
     model: str
     status: str
     reserved_by_oem_id: str | None
     owner_oem_id: str | None
-    mac: str | None
-    hwsig: str | None
-    dom_at: datetime | None
-    manuf_model: str | None
-    manuf_sn: str | None
-    odm: str | None
-    module_sw_version: str | None
-    oem_host_version: str | None
-    wifi_setup_key: str | None
-    ads_connect_flag: bool | None
-    oem_model: str | None
     manufactured_at: datetime | None
     provisioned_at: datetime | None
     last_job_failed: bool
@@ -64,5 +48,9 @@ class DeviceRecord:
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
         self.changed[name] = value
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for a name that was never loaded: the fields are all in __dict__.
+        raise AttributeError(name)
 
     changed: dict[str, Any]

@@ -9,18 +9,65 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from devicefactory.accounts.access import ActorDep
-from devicefactory.devices import factory_data, service
+from devicefactory.devices import bodies, factory_data, service
+from devicefactory.devices.fields import MANUFACTURE_REQUIRED, PROVISION_ALWAYS_REQUIRED
 from devicefactory.devices.schemas import device_json, job_json, manufacture_json, provision_json
+from devicefactory.errors import (
+    AlreadyManufactured,
+    AlreadyProvisioned,
+    CountTooLow,
+    Forbidden,
+    InvalidCount,
+    InvalidDate,
+    InvalidModel,
+    KeyPoolExhausted,
+    MalformedRequest,
+    MissingAttributes,
+    NotFound,
+    PayloadTooLarge,
+    ReservationLimitExceeded,
+    ServiceError,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
 from devicefactory.http.bodies import JsonBody
 from devicefactory.http.caller import count_reserve
+from devicefactory.http.openapi import afs_errors, request_body
 from devicefactory.http.streaming import heavy_slot
 from devicefactory.http.transaction import NowDep, ReadSession, SettingsDep, TransactionalRoute, WriteSession
 from devicefactory.keys.access import KeyringDep
 
 router = APIRouter(prefix="/devicefactory/v1/devices", tags=["devices"], route_class=TransactionalRoute)
 
+# What every route may answer, and every JSON body before a field is read (SPEC §4, §11).
+_UNKNOWN_DSN = NotFound("Device AC000W000000001 not found")
+_CALLER_ERRORS: tuple[ServiceError, ...] = (Unauthorized(), Forbidden(), _UNKNOWN_DSN)
+_BODY_ERRORS: tuple[ServiceError, ...] = (
+    PayloadTooLarge(1_048_576),
+    MalformedRequest("malformed JSON: the request body is not valid JSON"),
+    MalformedRequest("the request body must be a JSON object"),
+)
+_FIELD_ERRORS: tuple[ServiceError, ...] = (
+    InvalidModel("XYZ"),
+    InvalidDate("2016-11-24"),
+    ValidationFailed.of(["mac is already taken", "hwsig is already taken"]),
+)
 
-@router.get("")
+
+@router.get(
+    "",
+    response_model=None,
+    responses={
+        200: {"model": bodies.DevicePage, "description": "A page of devices, in DSN order"},
+        **afs_errors(
+            Unauthorized(),
+            ValidationFailed.of(["colour is not a search parameter"]),
+            TooManyRequests("file downloads, searches and exports in flight for your OEM", 1),
+        ),
+    },
+    openapi_extra={"parameters": bodies.search_parameters()},
+)
 def search(request: Request, actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """The DSN View search: every filter of the dashboard, and Ayla's `filter[...]` form."""
     with heavy_slot(request, actor):
@@ -28,7 +75,25 @@ def search(request: Request, actor: ActorDep, session: ReadSession) -> dict[str,
     return {"devices": [device_json(d) for d in devices], "next_cursor": next_cursor}
 
 
-@router.post("/reserve")
+@router.post(
+    "/reserve",
+    response_model=None,
+    responses={
+        200: {"model": bodies.ReserveAnswer, "description": "The reserved DSNs and their public keys"},
+        **afs_errors(
+            Unauthorized(),
+            Forbidden(),
+            *_BODY_ERRORS,
+            MissingAttributes(["count", "model"]),
+            InvalidCount("abc"),
+            CountTooLow(),
+            InvalidModel("XYZ"),
+            ReservationLimitExceeded(100_000),
+            KeyPoolExhausted(),
+        ),
+    },
+    openapi_extra=request_body(bodies.ReserveRequest),
+)
 def reserve(
     body: JsonBody,
     request: Request,
@@ -53,7 +118,21 @@ def reserve(
     return JSONResponse(content, headers={"X-Factory-Action": str(reservation.action_id)})
 
 
-@router.post("/{dsn}/manufacture")
+@router.post(
+    "/{dsn}/manufacture",
+    response_model=None,
+    responses={
+        200: {"model": bodies.ManufactureAnswer, "description": "The manufactured device"},
+        **afs_errors(
+            *_CALLER_ERRORS,
+            *_BODY_ERRORS,
+            MissingAttributes(MANUFACTURE_REQUIRED),
+            AlreadyManufactured(),
+            *_FIELD_ERRORS,
+        ),
+    },
+    openapi_extra=request_body(bodies.ManufactureRequest),
+)
 def manufacture(
     dsn: str, body: JsonBody, actor: ActorDep, session: WriteSession, now: NowDep
 ) -> dict[str, Any]:
@@ -62,7 +141,21 @@ def manufacture(
     return {"device": manufacture_json(result.device)}
 
 
-@router.post("/{dsn}/provision")
+@router.post(
+    "/{dsn}/provision",
+    response_model=None,
+    responses={
+        200: {"model": bodies.ProvisionAnswer, "description": "The provisioned device"},
+        **afs_errors(
+            *_CALLER_ERRORS,
+            *_BODY_ERRORS,
+            MissingAttributes(PROVISION_ALWAYS_REQUIRED),
+            AlreadyProvisioned(),
+            *_FIELD_ERRORS,
+        ),
+    },
+    openapi_extra=request_body(bodies.ProvisionRequest),
+)
 def provision(
     dsn: str, body: JsonBody, actor: ActorDep, session: WriteSession, now: NowDep
 ) -> dict[str, Any]:
@@ -71,7 +164,20 @@ def provision(
     return {"device": provision_json(result.device)}
 
 
-@router.post("/{dsn}/verify")
+@router.post(
+    "/{dsn}/verify",
+    response_model=None,
+    responses={
+        200: {"model": bodies.DeviceAnswer, "description": "The device, its connection flag set"},
+        **afs_errors(
+            *_CALLER_ERRORS,
+            *_BODY_ERRORS,
+            MissingAttributes(["token"]),
+            ValidationFailed.of(["token time is not within 5 minutes of the service's clock"]),
+        ),
+    },
+    openapi_extra=request_body(bodies.VerifyRequest),
+)
 def verify(
     dsn: str,
     body: JsonBody,
@@ -85,20 +191,35 @@ def verify(
     return {"device": device_json(device)}
 
 
-@router.post("/{dsn}/factory_reset")
+@router.post(
+    "/{dsn}/factory_reset",
+    response_model=None,
+    responses={
+        200: {"model": bodies.FactoryResetAnswer, "description": "The device and each step's result"},
+        **afs_errors(*_CALLER_ERRORS),
+    },
+)
 def factory_reset(dsn: str, actor: ActorDep, session: WriteSession, now: NowDep) -> dict[str, Any]:
     """Clear the device's cloud-side state in four reported steps (OEM::Admin of the owner)."""
     device, steps = service.factory_reset(session, actor, dsn=dsn, now=now)
     return {"device": device_json(device), "steps": [asdict(step) for step in steps]}
 
 
-@router.get("/{dsn}")
+@router.get(
+    "/{dsn}",
+    response_model=None,
+    responses={200: {"model": bodies.DeviceAnswer}, **afs_errors(Unauthorized(), _UNKNOWN_DSN)},
+)
 def get_device(dsn: str, actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """One device, every field."""
     return {"device": device_json(service.get_device(session, actor, dsn))}
 
 
-@router.get("/{dsn}/jobs")
+@router.get(
+    "/{dsn}/jobs",
+    response_model=None,
+    responses={200: {"model": bodies.JobsAnswer}, **afs_errors(Unauthorized(), _UNKNOWN_DSN)},
+)
 def get_jobs(dsn: str, actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """The device's history, oldest first."""
     return {"jobs": [job_json(job) for job in service.device_jobs(session, actor, dsn)]}

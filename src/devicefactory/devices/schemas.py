@@ -5,30 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from devicefactory.accounts.schemas import iso
+from devicefactory.device_fields import FIELDS, DeviceField, Kind
 from devicefactory.devices.fields import format_dom
 from devicefactory.devices.records import DeviceRecord
 from devicefactory.tables.devices import Device, Job
 
+# The manufacture answer's fields; provision adds the rest with the owner.
+MANUFACTURE_REPLY = tuple(field for field in FIELDS if field.manufacture_reply)
+PROVISION_REPLY = tuple(field for field in FIELDS if not field.manufacture_reply)
+
+
+def _fields_json(device: Device | DeviceRecord, fields: tuple[DeviceField, ...]) -> dict[str, Any]:
+    return {field.name: field_json(field, getattr(device, field.name)) for field in fields}
+
+
+def field_json(field: DeviceField, value: Any) -> Any:
+    """A field's value as the API answers it (moments in ISO 8601 UTC)."""
+    return format_dom(value) if field.kind is Kind.MOMENT else value
+
 
 def manufacture_json(device: Device | DeviceRecord) -> dict[str, Any]:
-    return {
-        "dsn": device.dsn,
-        "model": device.model,
-        "mac": device.mac,
-        "hwsig": device.hwsig,
-        "odm": device.odm,
-        "manuf_model": device.manuf_model,
-        "manuf_sn": device.manuf_sn,
-        "module_sw_version": device.module_sw_version,
-        "oem_host_version": device.oem_host_version,
-        "wifi_setup_key": device.wifi_setup_key,
-        "ads_connect_flag": device.ads_connect_flag,
-        "dom_at": format_dom(device.dom_at),
-    }
+    return {"dsn": device.dsn, "model": device.model, **_fields_json(device, MANUFACTURE_REPLY)}
 
 
 def provision_json(device: Device | DeviceRecord) -> dict[str, Any]:
-    return {**manufacture_json(device), "oem": device.owner_oem_id, "oem_model": device.oem_model}
+    return {**manufacture_json(device), "oem": device.owner_oem_id, **_fields_json(device, PROVISION_REPLY)}
 
 
 def device_json(device: Device) -> dict[str, Any]:

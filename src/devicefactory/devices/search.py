@@ -9,24 +9,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from devicefactory.device_fields import BY_NAME, FIELDS, Kind, Search
 from devicefactory.devices.fields import normalize_mac, parse_flag
 from devicefactory.errors import ValidationFailed
 
+# The device's own columns, then the fields of the table by their search form.
 EXACT_FIELDS = (
     "dsn",
-    "mac",
     "status",
     "model",
-    "manuf_model",
-    "manuf_sn",
-    "oem_model",
-    "oem_host_version",
-    "hwsig",
-    "odm",
-    "module_sw_version",
-    "wifi_setup_key",
+    *(f.name for f in FIELDS if f.search in (Search.EXACT, Search.WILDCARD)),
 )
-WILDCARD_FIELDS = ("dsn", "wifi_setup_key")
+WILDCARD_FIELDS = ("dsn", *(f.name for f in FIELDS if f.search is Search.WILDCARD))
+FLAG_FIELDS = tuple(f.name for f in FIELDS if f.search is Search.FLAG)
 DATE_BOUNDS = {
     f"{event}_{side}": (f"{event}_at", side)
     for event in ("reserved", "manufactured", "provisioned")
@@ -42,9 +37,11 @@ MAX_ID = 2**31 - 1
 
 @dataclass
 class DeviceSearch:
-    exact: dict[str, str] = field(default_factory=dict)
+    # column -> value (a flag field's value is a bool)
+    exact: dict[str, str | bool] = field(default_factory=dict)
     # field -> SQL LIKE pattern (with backslash escapes)
     like: dict[str, str] = field(default_factory=dict)
+    # Never set: flag filters are in ``exact``. Kept while queries.search_statement reads it.
     ads_connect_flag: bool | None = None
     last_job_failed: bool | None = None
     # column -> (lower bound, upper bound)
@@ -84,7 +81,7 @@ def _apply(search: DeviceSearch, name: str, value: str) -> str | None:
             if any(c in value for c in "*?")
             else _exact(search, name, value)
         )
-    if name in EXACT_FIELDS or name == "ads_connect_flag":
+    if name in EXACT_FIELDS or name in FLAG_FIELDS:
         return _exact(search, name, value)
     if name in DATE_BOUNDS:
         return _date(search, name, value)
@@ -92,16 +89,16 @@ def _apply(search: DeviceSearch, name: str, value: str) -> str | None:
 
 
 def _exact(search: DeviceSearch, name: str, value: str) -> str | None:
-    if name == "ads_connect_flag":
+    if name in FLAG_FIELDS:
         flag = parse_flag(value.strip().lower().replace("yes", "true").replace("no", "false"))
         if flag is None:
-            return f"ads_connect_flag {value} is not yes, no, true or false"
-        search.ads_connect_flag = flag
+            return f"{name} {value} is not yes, no, true or false"
+        search.exact[name] = flag
         return None
     if name not in EXACT_FIELDS:
         return f"{name} is not a searchable field"
     value = value.strip()
-    if name == "mac":
+    if name in BY_NAME and BY_NAME[name].kind is Kind.MAC:
         value = normalize_mac(value) or value.lower()
     if name == "dsn":
         value = value.upper()

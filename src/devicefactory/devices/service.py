@@ -49,6 +49,7 @@ from devicefactory.keys.crypto import (
 from devicefactory.tables.accounts import DEFAULT_RESERVATION_LIMIT, ModuleModel, Oem
 from devicefactory.tables.actions import ActionStatus, ActionType, FactoryAction
 from devicefactory.tables.devices import Device, DeviceStatus, Job, JobResult
+from devicefactory.webhooks import outbox
 
 MAX_RESERVE = 1000
 _INTEGER = re.compile(r"-?[0-9]{1,12}")
@@ -121,6 +122,9 @@ def reserve_devices(
         session, actor, dsns, keys, model=model.name, oem_id=oem_id, action_id=action.id, now=now
     )
     pairs = [(dsn, key.public_pem) for dsn, key in zip(dsns, keys, strict=True)]
+    outbox.emit(
+        session, oem_id, outbox.Event.DEVICES_RESERVED, outbox.reserved_payload(action, dsns), now=now
+    )
     return Reservation(action.id, oem_id, pairs)
 
 
@@ -371,6 +375,7 @@ def factory_reset(
             success_message=str,
         )
         steps.append(ResetStep(step, name, JobResult.SUCCESS, message))
+    outbox.emit(session, device.owner_oem_id, outbox.Event.DEVICE_FACTORY_RESET, {"dsn": device.dsn}, now=now)
     session.flush()
     return device, steps
 

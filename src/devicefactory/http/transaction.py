@@ -10,7 +10,12 @@ is finished before the response leaves, never after:
 - any error rolls the transaction back, except a ``ServiceError`` whose
   ``commit_recorded`` is true (a refused call that records a failed job: the record is
   the answer, so it commits);
-- an async endpoint's session is finished by the route after the endpoint returns.
+- an async endpoint's session is finished by the route after the endpoint returns;
+- just before a write session's successful commit, the app's audit hook
+  (``app.state.audit_hook``, set by ``devicefactory.audit``) records the change in the same
+  transaction: the change and its audit entry commit together or not at all. Refused
+  calls (errors) are not changes and write no entry; a download, which changes nothing,
+  is recorded by ``record_event`` in a short write transaction of its own.
 
 Dependencies with ``yield`` are not used for this on purpose: FastAPI may run their exit
 code after the response is sent, which would tell a client "200" for a write that then
@@ -22,9 +27,9 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
@@ -32,7 +37,27 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from devicefactory.config import Settings
+from devicefactory.db import session_scope
 from devicefactory.errors import ServiceError
+
+# Set by a middleware that must keep the answer with the change (idempotency.py): called
+# with the request's session and the rendered response just before the commit.
+AnswerRecorder = Callable[[Session, Response], None]
+answer_recorder: contextvars.ContextVar[AnswerRecorder | None] = contextvars.ContextVar(
+    "answer_recorder", default=None
+)
+
+
+class AuditHook(Protocol):
+    """What the request transaction asks of the audit log (``devicefactory.audit`` answers)."""
+
+    def change(self, session: Session, request: Request, answer: object) -> None:
+        """Record a write route's success in its transaction; ``answer`` is what the endpoint
+        returned (a sync endpoint) or the response (an async one)."""
+
+    def event(self, session: Session, request: Request, what: str, details: Mapping[str, object]) -> None:
+        """Record an event that changes nothing (a file download)."""
+
 
 # The request's session, seen by the endpoint's worker thread (contextvars are copied
 # into it), so that the thread can finish the transaction it ran.
@@ -67,7 +92,7 @@ class TransactionalRoute(APIRoute):
             except BaseException:
                 await _end_transaction(request, commit=False)
                 raise
-            await _end_transaction(request, commit=True)
+            await _end_transaction(request, commit=True, response=response)
             return response
 
         return handle
@@ -83,8 +108,9 @@ def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
             if session is not None:
                 _finish(session, commit=error.commit_recorded)
             raise
-        if session is not None:
-            _finish(session, commit=True)
+        if session is not None and answer_recorder.get() is None:
+            _record_change(session, result)
+            _finish(session, commit=True)  # else the route commits with the answer
         return result
 
     return run_and_commit
@@ -97,7 +123,7 @@ def _finish(session: Session, *, commit: bool) -> None:
         session.rollback()
 
 
-async def _end_transaction(request: Request, *, commit: bool) -> None:
+async def _end_transaction(request: Request, *, commit: bool, response: Response | None = None) -> None:
     session: Session | None = getattr(request.state, "db_session", None)
     if session is None:
         return
@@ -106,8 +132,14 @@ async def _end_transaction(request: Request, *, commit: bool) -> None:
         session.close()  # already committed in the endpoint's thread: nothing to wait for
         return
 
+    record = answer_recorder.get() if commit and response is not None else None
+
     def finish() -> None:
         try:
+            if commit and response is not None:
+                _record_change(session, response)
+            if record is not None and response is not None:
+                record(session, response)
             if commit:
                 session.commit()
             else:
@@ -118,16 +150,31 @@ async def _end_transaction(request: Request, *, commit: bool) -> None:
     await run_in_threadpool(finish)
 
 
-async def get_session(request: Request) -> Session:
-    session: Session | None = getattr(request.state, "db_session", None)
-    if session is None:
-        reads_only = request.method in ("GET", "HEAD")
-        factory: sessionmaker[Session] = (
-            request.app.state.read_session_factory if reads_only else (request.app.state.session_factory)
-        )
-        session = factory()
-        request.state.db_session = session
-    return session
+def _record_change(session: Session, answer: object) -> None:
+    """The audit entry of a write route's success, once, in the transaction about to commit."""
+    request: Request | None = session.info.pop("audited_request", None)
+    if request is None or not session.in_transaction():
+        return  # a read session, recorded already, or nothing was done
+    hook: AuditHook | None = getattr(request.app.state, "audit_hook", None)
+    if hook is not None:
+        hook.change(session, request, answer)
+
+
+def record_event(request: Request, what: str, details: Mapping[str, object]) -> None:
+    """Record an event that changes nothing (a file download) before it is answered, in a
+    short write transaction of its own.
+
+    The request's own read transaction is finished first: what it read (the tenant check,
+    a reserve bundle) is in hand, and on SQLite a test's single connection is free again.
+    """
+    hook: AuditHook | None = getattr(request.app.state, "audit_hook", None)
+    if hook is None:
+        return
+    own: Session | None = getattr(request.state, "db_session", None)
+    if own is not None and "audited_request" not in own.info and own.in_transaction():
+        own.commit()  # a read session: nothing to keep
+    with session_scope(request.app.state.session_factory) as session:
+        hook.event(session, request, what, details)
 
 
 def _open(request: Request, factory: sessionmaker[Session]) -> Session:
@@ -146,7 +193,9 @@ async def read_session(request: Request) -> Session:
 
 async def write_session(request: Request) -> Session:
     """A session that may write; committed as described above."""
-    return _open(request, request.app.state.session_factory)
+    session = _open(request, request.app.state.session_factory)
+    session.info["audited_request"] = request  # its success is an audit entry
+    return session
 
 
 async def get_read_sessions(request: Request) -> sessionmaker[Session]:

@@ -127,16 +127,15 @@ def count_sealed_otherwise(session: Session, table: Table, key_id: str) -> int:
 
 def store_resealed(session: Session, table: Table, rows: Sequence[tuple[Any, bytes, str]]) -> None:
     """Write (key, sealed private key, master key id) back."""
-    key = _row_key(table)
-    statement = (
-        update(table)
-        .where(key == bindparam("row_key"))
-        .values(sealed_private_key=bindparam("sealed"), master_key_id=bindparam("key_id"))
-    )
     execute_many(
         session.connection(),
-        statement,
+        lambda: (
+            update(table)
+            .where(_row_key(table) == bindparam("row_key"))
+            .values(sealed_private_key=bindparam("sealed"), master_key_id=bindparam("key_id"))
+        ),
         [{"row_key": k, "sealed": sealed, "key_id": key_id} for k, sealed, key_id in rows],
+        key=("store_resealed", table.name),
     )
 
 

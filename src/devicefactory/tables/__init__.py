@@ -7,17 +7,23 @@ from devicefactory.db import Base
 from devicefactory.storage import StoredFile, StoredFileChunk
 from devicefactory.tables.accounts import AuthToken, ModuleModel, Oem, SignInFailures, User
 from devicefactory.tables.actions import ActionLine, FactoryAction, ValidateOverlay
+from devicefactory.tables.audit import AuditEntry, AuditHead
 from devicefactory.tables.devices import Counter, Device, Job, UsedVerifyToken
+from devicefactory.tables.idempotency import IdempotentRequest
 from devicefactory.tables.keys import FillerReport, MasterKeyRotation, PoolKey
+from devicefactory.tables.webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "ActionLine",
+    "AuditEntry",
+    "AuditHead",
     "AuthToken",
     "Base",
     "Counter",
     "Device",
     "FactoryAction",
     "FillerReport",
+    "IdempotentRequest",
     "Job",
     "MasterKeyRotation",
     "ModuleModel",
@@ -29,4 +35,6 @@ __all__ = [
     "UsedVerifyToken",
     "User",
     "ValidateOverlay",
+    "Webhook",
+    "WebhookDelivery",
 ]

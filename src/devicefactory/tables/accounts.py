@@ -35,6 +35,9 @@ class User(Base):
         ForeignKey("oems.oem_id", ondelete="RESTRICT"), index=True, default=None
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A deactivated user cannot sign in and its tokens stop working; kept for the records.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     oem: Mapped[Oem | None] = relationship(lazy="raise")
 

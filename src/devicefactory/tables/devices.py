@@ -58,7 +58,8 @@ class Device(Base):
     manufactured_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     provisioned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    # Factory data (manufacture and provision).
+    # Factory data (manufacture and provision): one column per row of device_fields.FIELDS,
+    # spelled out for mypy; tests/test_device_fields.py checks that they match the rows.
     mac: Mapped[str | None] = mapped_column(String(12), unique=True, default=None)
     hwsig: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
     dom_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -1,0 +1,1 @@
+"""Signed webhooks: an OEM's receivers, the outbox of events, and the sender (SPEC §13)."""
