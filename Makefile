@@ -24,18 +24,24 @@ SETUP_LOG := $(VENV)/setup.log
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check --no-input
 quietly = { $(1); } >>$(SETUP_LOG) 2>&1 || { cat $(SETUP_LOG) >&2; echo "failed: $(1) (log: $(SETUP_LOG))" >&2; exit 1; }
 
+# One line says that setting up starts: when the venv is made, or when an existing one is
+# brought up to date (pyproject.toml changed, or the development tools are added).
+VENV_EXISTED := $(wildcard $(BIN)/python)
+SAY_UPDATING = $(if $(VENV_EXISTED),echo "Updating $(VENV) ($(1); log: $(SETUP_LOG)) ...",:)
+
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is required" >&2; exit 1; }
+	@echo "Setting up $(VENV) with $(PYTHON), once (log: $(SETUP_LOG)) ..."
 	@$(PYTHON) -m venv $(VENV)
 	@$(call quietly,$(PIP) install --upgrade pip)
 
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	@echo "Setting up $(VENV) (log: $(SETUP_LOG)) ..."
+	@$(call SAY_UPDATING,the service)
 	@$(call quietly,$(PIP) install -e .)
 	@touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	@echo "Setting up $(VENV) with the development tools (log: $(SETUP_LOG)) ..."
+	@$(call SAY_UPDATING,the service and the development tools)
 	@$(call quietly,$(PIP) install -e '.[dev]')
 	@touch $@ $(VENV)/.runtime
 

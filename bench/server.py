@@ -98,6 +98,7 @@ def devicefactory_server(
     web_workers: int,
     background_workers: bool = False,
     url: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> ServerProcess:
     """``devicefactory serve`` with the key pool filler off.
 
@@ -110,6 +111,7 @@ def devicefactory_server(
         "DEVICEFACTORY_DATABASE_URL": url or database_url(workdir),
         "DEVICEFACTORY_MASTER_KEY_FILE": str(master_key_file),
         "DEVICEFACTORY_KEY_POOL_TARGET": "0",
+        **(extra_env or {}),
     }
     args = [sys.executable, "-m", "devicefactory", "serve", "--port", str(port)]
     if not background_workers:

@@ -30,9 +30,11 @@ from devicefactory.health import not_ready_because
 from devicefactory.http.errors import error_response, install_error_handlers
 from devicefactory.http.middleware import RequestContextMiddleware
 from devicefactory.idempotency import IdempotencyMiddleware
+from devicefactory.lifecycle.router import router as lifecycle_router
 from devicefactory.limits import InFlightLimit, RateLimit
 from devicefactory.logs import configure_logging
 from devicefactory.metrics import Metrics
+from devicefactory.reports.router import router as reports_router
 from devicefactory.storage import FileStore
 from devicefactory.webhooks.router import router as webhooks_router
 
@@ -106,9 +108,11 @@ def create_app(
     app.include_router(users_router)
     app.include_router(admin_router)
     app.include_router(devices_router)
+    app.include_router(lifecycle_router)
     app.include_router(actions_router)
     app.include_router(webhooks_router)
     app.include_router(audit_router)
+    app.include_router(reports_router)
     audit_recording.install(app)  # every change and download is an audit entry (SPEC §13)
     app.include_router(dashboard_router)
     _add_operational_routes(app, reader, metrics)

@@ -194,16 +194,31 @@ def verify(session: Session, *, batch: int = 1000) -> Verdict:
     meanwhile are not taken for inserted ones.
     """
     head = session.get(AuditHead, HEAD_ID)
-    expected, count, previous = ZERO_HASH, 0, None
+    links = _Links()
     entries = _entries(session, batch)
     current = next(entries, None)
     while current is not None:
         following = next(entries, None)
-        problem = _problem(current, following, previous, expected, head)
+        problem = _problem(current, following, links, head)
         if problem is not None:
-            return Verdict(count, expected, problem)
-        expected, count, previous, current = current.entry_hash, count + 1, current, following
-    return Verdict(count, expected, _tail_problem(head, previous, count))
+            return Verdict(links.count, links.expected, problem)
+        links.step(current)
+        current = following
+    return Verdict(links.count, links.expected, _tail_problem(head, links.previous, links.count))
+
+
+@dataclass
+class _Links:
+    """Where the walk is: the last good entry, its hash, and the hash of the one before it."""
+
+    expected: str = ZERO_HASH
+    before_previous: str | None = None
+    previous: AuditEntry | None = None
+    count: int = 0
+
+    def step(self, entry: AuditEntry) -> None:
+        self.before_previous, self.expected = self.expected, entry.entry_hash
+        self.previous, self.count = entry, self.count + 1
 
 
 def _entries(session: Session, batch: int) -> Iterator[AuditEntry]:
@@ -220,21 +235,21 @@ def _entries(session: Session, batch: int) -> Iterator[AuditEntry]:
 
 
 def _problem(
-    entry: AuditEntry,
-    following: AuditEntry | None,
-    previous: AuditEntry | None,
-    expected: str,
-    head: AuditHead | None,
+    entry: AuditEntry, following: AuditEntry | None, links: _Links, head: AuditHead | None
 ) -> str | None:
-    """What is wrong with ``entry``, whose predecessor's hash is ``expected``; None if nothing."""
+    """What is wrong with ``entry``, after the walk's last good entry; None if nothing."""
     if head is not None and entry.id > head.last_id:
         return f"entry {entry.id} was inserted: the chain's head ends at entry {head.last_id}"
+    expected, previous = links.expected, links.previous
     hash_fits = chain_hash(entry.previous_hash, fields_of(entry)) == entry.entry_hash
     link_fits = entry.previous_hash == expected
     if hash_fits and link_fits:
         return None
     if following is not None and following.previous_hash == expected:
         return f"entry {entry.id} was inserted: the next entry, {following.id}, links to the one before it"
+    if previous is not None and entry.previous_hash == links.before_previous:
+        # A forger who chained a well-formed entry in: the next one still links past it.
+        return f"entry {previous.id} was inserted: the next entry, {entry.id}, links to the one before it"
     if hash_fits:  # a well-formed entry that follows another: what came before it went
         after = f"after entry {previous.id}" if previous is not None else "at the chain's start"
         gap = (

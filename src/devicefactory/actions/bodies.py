@@ -29,8 +29,11 @@ class _Answer(BaseModel):
 class UploadForm(BaseModel):
     """The multipart form of an upload (``multipart/form-data``)."""
 
-    file: bytes = Field(description="A factory log (SPEC §7) or a CSV with a header row of API field names")
-    type: Literal["manufacture", "provision"] = Field(examples=["manufacture"])
+    file: bytes = Field(
+        description="A factory log (SPEC §7) or a CSV with a header row of API field names; "
+        "for `retire`, one DSN a line (blank lines and `#` comments ignored) or a CSV with a `dsn` column"
+    )
+    type: Literal["manufacture", "provision", "retire"] = Field(examples=["manufacture"])
     validate_only: Literal["true", "false", "1", "0"] = Field(
         default="false", description="`true`: report what each line would do and apply nothing"
     )
@@ -43,10 +46,12 @@ class UploadForm(BaseModel):
 
 
 class UploadInfo(_Answer):
-    type: Literal["manufacture", "provision"]
+    type: Literal["manufacture", "provision", "retire"]
     validate_only: bool
     file_name: str = Field(examples=["line7.log"])
-    format: Literal["log", "csv"] | None = Field(description="As read from the file")
+    format: Literal["log", "csv", "dsns"] | None = Field(
+        description="As read from the file (`dsns`: a retire upload's DSN list)"
+    )
 
 
 @with_config(ConfigDict(extra="forbid"))

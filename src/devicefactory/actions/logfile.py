@@ -42,6 +42,7 @@ _NOT_TEXT = "line is not text"
 class UploadFormat(enum.StrEnum):
     LOG = "log"
     CSV = "csv"
+    DSNS = "dsns"  # a retire upload: one DSN a line
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,16 +240,26 @@ def _header_problem(names: list[str]) -> str | None:
     return None if "dsn" in names else "CSV header has no dsn column"
 
 
+def _dsn_line(line_no: int, text: str) -> ParsedLine:
+    """A line of a DSN list (a retire upload): one DSN, and at most a ``#`` comment after it."""
+    dsn = text.split("#", 1)[0].strip()
+    if not dsn or "," in dsn or any(char.isspace() for char in dsn):
+        return _error(line_no, text, "a line of a retire upload holds one DSN and nothing else")
+    return LogRecord(line_no, text, None, None, 0, {"dsn": dsn})
+
+
 class UploadParser:
     """Stateful, streaming: feed it the file's lines in order.
 
     The first data line picks the format: a CSV header when its first cell is an API field
-    name, else log lines. A header with an unknown, repeated or missing (dsn) column is one
-    error and stops the file (`stopped`), as none of its rows could be mapped. Every physical
-    line, comments included, must be UTF-8 text without control characters, <= 255 chars.
+    name, else log lines (with ``dsn_list``, a retire upload's: one DSN a line). A header
+    with an unknown, repeated or missing (dsn) column is one error and stops the file
+    (`stopped`), as none of its rows could be mapped. Every physical line, comments
+    included, must be UTF-8 text without control characters, <= 255 chars.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, dsn_list: bool = False) -> None:
+        self.dsn_list = dsn_list
         self.format: UploadFormat | None = None
         self.header: list[str] | None = None
         self.header_raw: str | None = None
@@ -280,10 +291,15 @@ class UploadParser:
             return _parse_log_text(line_no, text)
         if self.format is UploadFormat.CSV:
             return self._csv_row(line_no, text)
+        if self.format is UploadFormat.DSNS:
+            return _dsn_line(line_no, text)
         return self._first_line(line_no, text)
 
     def _first_line(self, line_no: int, text: str) -> ParsedLine | None:
         cells = _csv_cells(text)
+        if (cells is None or not _is_header(cells)) and self.dsn_list:
+            self.format = UploadFormat.DSNS
+            return _dsn_line(line_no, text)
         if cells is None or not _is_header(cells):
             self.format = UploadFormat.LOG
             return _parse_log_text(line_no, text)
@@ -316,9 +332,9 @@ def _skip_rest_of_line(stream: BinaryIO) -> None:
             return
 
 
-def iter_upload(stream: BinaryIO) -> Iterator[ParsedLine]:
+def iter_upload(stream: BinaryIO, *, dsn_list: bool = False) -> Iterator[ParsedLine]:
     """Every record or error of a binary stream, in order (uses UploadParser)."""
-    parser = UploadParser()
+    parser = UploadParser(dsn_list=dsn_list)
     line_no = 0
     while not parser.stopped:
         chunk = stream.readline(_READ_LIMIT)
@@ -339,13 +355,13 @@ class UploadScan:
     one, a comment or the CSV header: each gets an outcome when the file is worked.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, dsn_list: bool = False) -> None:
         self.lines = 0
         self.device_lines = 0
         self.format: UploadFormat | None = None
         self.header: str | None = None
         self._partial = b""
-        self._parser = UploadParser()
+        self._parser = UploadParser(dsn_list=dsn_list)
 
     def feed(self, chunk: bytes) -> None:
         lines = (self._partial + chunk).split(b"\n")

@@ -33,7 +33,7 @@ from devicefactory.config import Settings
 from devicefactory.db import session_scope, utcnow
 from devicefactory.processes import pause
 from devicefactory.storage import FileStore, is_stored
-from devicefactory.tables.actions import ActionStatus, FactoryAction
+from devicefactory.tables.actions import ActionStatus, ActionType, FactoryAction
 from devicefactory.webhooks import outbox
 
 log = logging.getLogger("devicefactory.actions")
@@ -101,8 +101,10 @@ class ActionRunner:
             assert action is not None
             assert action.file_id
             file_id, resume_after = action.file_id, action.lines_done
+            dsn_list = action.upload_type == ActionType.RETIRE
         with self.store.open(file_id) as stream:
-            parsed = (line for line in iter_upload(stream) if line.line_no > resume_after)
+            lines = iter_upload(stream, dsn_list=dsn_list)
+            parsed = (line for line in lines if line.line_no > resume_after)
             for batch in _batches(parsed, self.batch_size):
                 if stop.is_set():
                     self._release(action_id)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -17,11 +17,13 @@ from devicefactory.devices import factory_data
 from devicefactory.devices.factory_data import ConflictingValues, Outcome, Request, Result
 from devicefactory.devices.fields import is_missing
 from devicefactory.devices.queries import plausible_dsn
+from devicefactory.devices.records import DeviceRecord
+from devicefactory.devices.service import RETIRED_MESSAGES, may_retire, retire_devices
 from devicefactory.errors import MissingAttributes, NotFound, ServiceError, ValidationFailed
 from devicefactory.storage import FileStore
 from devicefactory.tables.actions import ActionStatus, ActionType, FactoryAction
 
-UPLOAD_TYPES = ("manufacture", "provision")
+UPLOAD_TYPES = ("manufacture", "provision", "retire")
 # Which log lines an upload applies (§7); other statuses are skipped.
 APPLIED_STATUSES = {"manufacture": ("label", "config"), "provision": ("config", "assign")}
 APPLIED_VERSIONS = {"manufacture": (2, 3, 4), "provision": (3, 4)}
@@ -43,10 +45,10 @@ def create_upload_action(
     """Store the upload and queue its action; the runner works it in the background."""
     if upload_type not in UPLOAD_TYPES:
         raise ValidationFailed.of([f"type must be one of {', '.join(UPLOAD_TYPES)}"])
-    require(actor.may_upload(upload_type))
+    require(may_retire(actor) if upload_type == "retire" else actor.may_upload(upload_type))
     if oem_host_version is not None and (len(oem_host_version) > 255 or not oem_host_version.isprintable()):
         raise ValidationFailed.of(["oem_host_version must be at most 255 printable characters"])
-    file_id, scan = _store(stream, store, max_lines)
+    file_id, scan = _store(stream, store, max_lines, dsn_list=upload_type == "retire")
     action = FactoryAction(
         type=ActionType.VALIDATE if validate_only else upload_type,
         status=ActionStatus.PENDING,
@@ -68,10 +70,10 @@ def create_upload_action(
     return action
 
 
-def _store(stream: BinaryIO, store: FileStore, max_lines: int) -> tuple[str, UploadScan]:
+def _store(stream: BinaryIO, store: FileStore, max_lines: int, *, dsn_list: bool) -> tuple[str, UploadScan]:
     """Keep the upload (in the database), refusing one without device lines or with too
     many (§11) before any action exists."""
-    scan = UploadScan()
+    scan = UploadScan(dsn_list=dsn_list)
 
     def inspect(chunk: bytes) -> None:
         if chunk:
@@ -106,41 +108,94 @@ def work_lines(
             assert isinstance(line, LogRecord)
             requests.append((line, _request(line, action)))
     overlay = StoredOverlay(session, action.id) if validate else None
+    also = [o.dsn for o in outcomes.values() if o.dsn]
+    work = _retire if upload_type == "retire" else _apply
+    batch = work(session, actor, action, [request for _, request in requests], also, overlay, now)
+    if overlay is not None:
+        applied = [r.device for r in batch.results if isinstance(r, Result) and r.outcome is Outcome.APPLIED]
+        overlay.remember({device.dsn: device for device in applied}.values())
+    for line_no, early in outcomes.items():
+        model, status = _device_state(batch, early.dsn, validate=validate)
+        outcomes[line_no] = replace(early, model=model, device_status=status)
+    for (record, request), result in zip(requests, batch.results, strict=True):
+        model, status = _device_state(batch, request.dsn, validate=validate)
+        outcome = _line_outcome(record, request.dsn, result, model, status)
+        if upload_type == "retire" and outcome.outcome == Outcome.IDENTICAL:
+            outcome = replace(outcome, message=RETIRED_MESSAGES[Outcome.IDENTICAL])
+        outcomes[record.line_no] = outcome
+    return [outcomes[line.line_no] for line in lines]
+
+
+class _Worked(Protocol):
+    """What a batch of requests did: the devices as they now are, and per request a result."""
+
+    @property
+    def devices(self) -> Mapping[str, DeviceRecord]: ...
+    @property
+    def stored_status(self) -> Mapping[str, str]: ...
+    @property
+    def results(self) -> Sequence[Result | ServiceError]: ...
+
+
+@dataclass(frozen=True)
+class _Applied:
+    devices: Mapping[str, DeviceRecord]
+    stored_status: Mapping[str, str]
+    results: Sequence[Result | ServiceError]
+
+
+def _apply(
+    session: Session,
+    actor: Actor,
+    action: FactoryAction,
+    requests: Sequence[Request],
+    also: Sequence[str],
+    overlay: StoredOverlay | None,
+    now: datetime,
+) -> _Worked:
+    """Manufacture or provision lines, through the API's rules (factory_data)."""
+    upload_type, validate = action.upload_type or "", action.validate_only
     batch = factory_data.load_batch(
-        session,
-        actor,
-        upload_type,
-        [request for _, request in requests],
-        also=[o.dsn for o in outcomes.values() if o.dsn],
-        lock=not validate,
-        overlay=overlay,
+        session, actor, upload_type, requests, also=also, lock=not validate, overlay=overlay
     )
     results = factory_data.run_requests(
         session,
         actor,
         upload_type,
-        [request for _, request in requests],
+        requests,
         now=now,
         repeat_is_error=False,
         action_id=action.id,
         batch=batch,
         write=not validate,
     )
-    if overlay is not None:
-        applied = [r.device for r in results if isinstance(r, Result) and r.outcome is Outcome.APPLIED]
-        overlay.remember({device.dsn: device for device in applied}.values())
-    for line_no, early in outcomes.items():
-        model, status = _device_state(batch, early.dsn, validate=validate)
-        outcomes[line_no] = replace(early, model=model, device_status=status)
-    for (record, request), result in zip(requests, results, strict=True):
-        model, status = _device_state(batch, request.dsn, validate=validate)
-        outcomes[record.line_no] = _line_outcome(record, request.dsn, result, model, status)
-    return [outcomes[line.line_no] for line in lines]
+    return _Applied(batch.devices, batch.stored_status, results)
 
 
-def _device_state(
-    batch: factory_data.Batch, dsn: str | None, *, validate: bool
-) -> tuple[str | None, str | None]:
+def _retire(
+    session: Session,
+    actor: Actor,
+    action: FactoryAction,
+    requests: Sequence[Request],
+    also: Sequence[str],
+    overlay: StoredOverlay | None,
+    now: datetime,
+) -> _Worked:
+    """Retire lines, through the API's rule (devices.service.retire_devices)."""
+    return retire_devices(
+        session,
+        actor,
+        [request.dsn for request in requests],
+        now=now,
+        repeat_is_error=False,
+        action_id=action.id,
+        also=also,
+        write=not action.validate_only,
+        overlay=overlay,
+    )
+
+
+def _device_state(batch: _Worked, dsn: str | None, *, validate: bool) -> tuple[str | None, str | None]:
     """The device's model and status after the line (a validate changed nothing)."""
     device = batch.devices.get(dsn or "")
     if device is None:

@@ -8,8 +8,10 @@ rules need loaded in a few queries.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -33,7 +35,7 @@ from devicefactory.errors import (
     ServiceError,
     ValidationFailed,
 )
-from devicefactory.tables.devices import DeviceStatus
+from devicefactory.tables.devices import Device, DeviceStatus
 
 
 class Outcome(enum.StrEnum):
@@ -73,6 +75,21 @@ class ConflictingValues(ValidationFailed):
         )
 
 
+class DeviceRetired(ValidationFailed):
+    """A retired DSN: its key is destroyed, nothing may be recorded for it again."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(
+            f"There were some failures while processing: device {dsn} is retired "
+            "(its key was destroyed; it can never be manufactured, provisioned or verified)"
+        )
+
+
+def refuse_retired(device: DeviceRecord | Device) -> None:
+    if device.status == DeviceStatus.RETIRED:
+        raise DeviceRetired(device.dsn)
+
+
 class UniqueValues(Protocol):
     def holder(self, name: str, value: str) -> str | None:
         """The DSN that holds ``value`` in the unique field ``name``, if any."""
@@ -110,6 +127,7 @@ def decide_manufacture(
         raise MissingAttributes(missing)
     _check_model(device, kind, body["model"], allowed=frozenset({ModelKind.BLACK_BOX}))
     cleaned = F.clean_fields(body, F.MANUFACTURE_FIELDS)
+    refuse_retired(device)
     if device.status != DeviceStatus.RESERVED:
         if repeat_is_error:
             raise AlreadyManufactured()
@@ -134,6 +152,7 @@ def decide_provision(
         raise MissingAttributes(missing)
     _check_model(device, kind, body["model"], allowed=actor.provisionable_kinds())
     cleaned = F.clean_fields(body, F.PROVISION_FIELDS)
+    refuse_retired(device)
     if device.status == DeviceStatus.PROVISIONED:
         if repeat_is_error:
             raise AlreadyProvisioned()
@@ -373,7 +392,7 @@ def provision_device(
 
 def _single(session: Session, actor: Actor, operation: str, request: Request, now: datetime) -> Result:
     try:
-        with session.begin_nested():
+        with _guarded(session):
             (result,) = run_requests(session, actor, operation, [request], now=now, repeat_is_error=True)
     except IntegrityError:
         # A concurrent request took the same mac or hwsig between our check and our
@@ -391,3 +410,13 @@ def _single(session: Session, actor: Actor, operation: str, request: Request, no
     if isinstance(result, ServiceError):
         raise result.recorded()  # the failed job must be committed with the refusal
     return result
+
+
+def _guarded(session: Session) -> AbstractContextManager[object]:
+    """A savepoint around the write, where a concurrent request can take a unique value
+    between our check and our write (PostgreSQL). A SQLite write transaction holds the
+    database's only write lock from its first statement, so no one can: the savepoint
+    (two more statements, compiled each time) would only cost."""
+    if session.get_bind().dialect.name == "sqlite":
+        return contextlib.nullcontext()
+    return session.begin_nested()

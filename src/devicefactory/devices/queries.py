@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from devicefactory.accounts.policy import Actor
+from devicefactory.accounts.policy import Actor, Role
 from devicefactory.db import execute_many, insert_many
 from devicefactory.devices.records import RECORD_COLUMNS, DeviceRecord
 from devicefactory.devices.search import DeviceSearch, literal_prefix
@@ -44,6 +44,7 @@ class Reach(enum.Enum):
     PROVISION = "provision"
     VERIFY = "verify"
     FACTORY_RESET = "factory_reset"
+    RETIRE = "retire"
 
 
 def reachable(actor: Actor, reach: Reach = Reach.VIEW) -> ColumnElement[bool]:
@@ -56,6 +57,8 @@ def reachable(actor: Actor, reach: Reach = Reach.VIEW) -> ColumnElement[bool]:
     oem = actor.oem_id
     if reach is Reach.FACTORY_RESET:
         return Device.owner_oem_id == oem
+    if reach is Reach.RETIRE:
+        return _retirable_by(actor)
     clauses: list[ColumnElement[bool]] = []
     if actor.acts_as_module_manufacturer and reach in (Reach.VIEW, Reach.MANUFACTURE, Reach.VERIFY):
         clauses.append(Device.reserved_by_oem_id == oem)
@@ -67,6 +70,17 @@ def reachable(actor: Actor, reach: Reach = Reach.VIEW) -> ColumnElement[bool]:
     if actor.acts_as_software_oem and reach in (Reach.VIEW, Reach.PROVISION, Reach.VERIFY):
         clauses.append(or_(Device.reserved_by_oem_id == oem, Device.owner_oem_id == oem))
     return or_(*clauses) if clauses else false()
+
+
+def _retirable_by(actor: Actor) -> ColumnElement[bool]:
+    """Devices its OEM reserved, of the kinds its role reserves and makes (OEM::Admin: all)."""
+    reserved = Device.reserved_by_oem_id == actor.oem_id
+    if actor.role is Role.OEM_ADMIN:
+        return reserved
+    kinds = [kind.value for kind in actor.reservable_kinds()]
+    if not kinds:
+        return false()
+    return and_(reserved, Device.model.in_(select(ModuleModel.name).where(ModuleModel.kind.in_(kinds))))
 
 
 def _unowned_manufactured_black_box() -> ColumnElement[bool]:
@@ -97,6 +111,17 @@ def reserved_count(session: Session, oem_id: str | None) -> int:
     owner = Device.reserved_by_oem_id.is_(None) if oem_id is None else Device.reserved_by_oem_id == oem_id
     query = select(func.count()).select_from(Device).where(owner, Device.status == DeviceStatus.RESERVED)
     return session.scalar(query) or 0
+
+
+def destroy_keys(session: Session, dsns: Sequence[str]) -> None:
+    """Crypto-shredding: the sealed private keys of ``dsns`` are gone for good (no master
+    key, current or rotated, can open what no longer exists)."""
+    for start in range(0, len(dsns), 900):
+        session.execute(
+            update(DEVICES)
+            .where(DEVICES.c.dsn.in_(dsns[start : start + 900]))
+            .values(sealed_private_key=None, master_key_id=None)
+        )
 
 
 def verify_token_used(session: Session, token_hash: str) -> bool:

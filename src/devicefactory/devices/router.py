@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from devicefactory.accounts.access import ActorDep
 from devicefactory.devices import bodies, factory_data, service
+from devicefactory.devices.factory_data import DeviceRetired
 from devicefactory.devices.fields import MANUFACTURE_REQUIRED, PROVISION_ALWAYS_REQUIRED
 from devicefactory.devices.schemas import device_json, job_json, manufacture_json, provision_json
 from devicefactory.errors import (
@@ -203,6 +204,28 @@ def factory_reset(dsn: str, actor: ActorDep, session: WriteSession, now: NowDep)
     """Clear the device's cloud-side state in four reported steps (OEM::Admin of the owner)."""
     device, steps = service.factory_reset(session, actor, dsn=dsn, now=now)
     return {"device": device_json(device), "steps": [asdict(step) for step in steps]}
+
+
+@router.post(
+    "/{dsn}/retire",
+    response_model=None,
+    responses={
+        200: {"model": bodies.DeviceAnswer, "description": "The device, retired, its private key destroyed"},
+        **afs_errors(
+            *_CALLER_ERRORS,
+            AlreadyManufactured(),
+            AlreadyProvisioned(),
+            DeviceRetired("AC000W000000001"),
+        ),
+    },
+)
+def retire(dsn: str, actor: ActorDep, session: WriteSession, now: NowDep) -> dict[str, Any]:
+    """Retire a reserved, never-manufactured DSN: its private key is destroyed, it no longer
+    counts toward the reservation limit and is never issued again (docs/lifecycle.md).
+
+    Who may: the reserving OEM's roles that reserve and make it, its OEM::Admin, Ayla::Admin."""
+    device = service.retire_device(session, actor, dsn=dsn, now=now)
+    return {"device": device_json(device)}
 
 
 @router.get(

@@ -27,7 +27,7 @@ DATE_BOUNDS = {
     for event in ("reserved", "manufactured", "provisioned")
     for side in ("after", "before")
 }
-STATUSES = ("reserved", "manufactured", "provisioned")
+STATUSES = ("reserved", "manufactured", "provisioned", "retired")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 _AYLA_FILTER = re.compile(r"^filter\[([a-z_]+)\]$")

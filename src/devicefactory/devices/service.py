@@ -22,10 +22,14 @@ from devicefactory.config import Settings
 from devicefactory.devices import fields as F
 from devicefactory.devices import queries
 from devicefactory.devices.dsn import MAX_SEQUENCE, dsn_range
-from devicefactory.devices.jobs import run_as_job
+from devicefactory.devices.factory_data import DeviceRetired, Outcome, Overlay, Result, refuse_retired
+from devicefactory.devices.jobs import job_row, run_as_job
 from devicefactory.devices.queries import Reach
+from devicefactory.devices.records import DeviceRecord
 from devicefactory.devices.search import encode_cursor, parse_search
 from devicefactory.errors import (
+    AlreadyManufactured,
+    AlreadyProvisioned,
     CountTooLow,
     InvalidCount,
     InvalidModel,
@@ -35,6 +39,7 @@ from devicefactory.errors import (
     MissingFactoryCertificate,
     NotFound,
     ReservationLimitExceeded,
+    ServiceError,
     ValidationFailed,
 )
 from devicefactory.keys import queries as key_queries
@@ -285,6 +290,7 @@ def verify_device(
         raise NotFound(f"Device {dsn} not found")
 
     def verify() -> Device:
+        refuse_retired(device)  # its key is gone: nothing could ever prove it
         token_hash = _check_verify_token(session, device, body.get("token"), now, keyring)
         try:
             queries.use_verify_token(session, token_hash, device.dsn, now, keep=2 * VERIFY_WINDOW)
@@ -311,6 +317,8 @@ def _check_verify_token(
     token_hash = hashlib.sha256(raw).hexdigest()
     if queries.verify_token_used(session, token_hash):
         raise ValidationFailed.of(["token was already used"])  # a replay
+    if device.sealed_private_key is None:
+        raise DeviceRetired(device.dsn)
     try:
         pair = SealedKeyPair(device.public_key, device.sealed_private_key, device.master_key_id)
         message = decrypt_verify_token(raw, keyring.unseal(pair)).decode("ascii")
@@ -392,3 +400,103 @@ def _reset_step(device: Device, step: str) -> str:
         return f"unregistered from {previous_user}" if previous_user else "the device was not registered"
     count, device.datapoint_count = device.datapoint_count, 0
     return f"{count} datapoint(s) deleted"
+
+
+# --- retirement (docs/lifecycle.md) ----------------------------------------------------
+
+
+def may_retire(actor: Actor) -> bool:
+    """Who may retire: the roles that reserve, each for its OEM's devices of the kinds it
+    makes (``queries.Reach.RETIRE``), OEM::Admin for all its OEM reserved, Ayla::Admin."""
+    return actor.may_reserve
+
+
+@dataclass(frozen=True)
+class RetireBatch:
+    """What a set of retire requests did: the reachable devices (as they now are), their
+    status as stored before, and per request a ``Result`` or the refusal."""
+
+    devices: dict[str, DeviceRecord]
+    stored_status: dict[str, str]
+    results: list[Result | ServiceError]
+
+
+def retire_devices(
+    session: Session,
+    actor: Actor,
+    dsns: Sequence[str],
+    *,
+    now: datetime,
+    repeat_is_error: bool,
+    action_id: int | None = None,
+    also: Sequence[str] = (),
+    write: bool = True,
+    overlay: Overlay | None = None,
+) -> RetireBatch:
+    """Retire each DSN in order: status retired, private key destroyed, a ``retire`` job.
+
+    The one implementation for the API (one DSN) and uploads (a batch). With ``write``
+    False (validate) the same rules run on the same records and nothing is written.
+    """
+    require(may_retire(actor))
+    devices = queries.find_devices(session, actor, [*dsns, *also], Reach.RETIRE, lock=write)
+    stored_status = {dsn: device.status for dsn, device in devices.items()}
+    if overlay is not None:
+        for dsn, changes in overlay.changes_of(list(devices)).items():
+            for name, value in changes.items():
+                setattr(devices[dsn], name, value)
+    results: list[Result | ServiceError] = []
+    jobs: list[dict[str, object]] = []
+    for dsn in dsns:
+        device = devices.get(dsn)
+        if device is None:
+            results.append(NotFound(f"Device {dsn} not found"))
+            continue
+        job = functools.partial(
+            job_row, device, operation="retire", now=now, actor=actor, action_id=action_id
+        )
+        try:
+            outcome = _retire_record(device, repeat_is_error=repeat_is_error)
+        except ServiceError as error:
+            jobs.append(job(error=error))
+            results.append(error)
+            continue
+        jobs.append(job(message=RETIRED_MESSAGES[outcome]))
+        results.append(Result(device, outcome))
+    if write:
+        applied = [r.device.dsn for r in results if isinstance(r, Result) and r.outcome is Outcome.APPLIED]
+        queries.update_devices(session, devices.values())
+        queries.destroy_keys(session, applied)
+        queries.insert_jobs(session, jobs)
+    return RetireBatch(devices, stored_status, results)
+
+
+RETIRED_MESSAGES = {
+    Outcome.APPLIED: "retired: its private key was destroyed",
+    Outcome.IDENTICAL: "already retired",
+}
+
+
+def _retire_record(device: DeviceRecord, *, repeat_is_error: bool) -> Outcome:
+    """Only a reserved, never-manufactured DSN may be retired (the seed's codes otherwise)."""
+    if device.status == DeviceStatus.RETIRED and not repeat_is_error:
+        return Outcome.IDENTICAL
+    refuse_retired(device)
+    if device.status == DeviceStatus.MANUFACTURED or device.manufactured_at is not None:
+        raise AlreadyManufactured()
+    if device.status == DeviceStatus.PROVISIONED:
+        raise AlreadyProvisioned()
+    device.status = DeviceStatus.RETIRED
+    return Outcome.APPLIED
+
+
+def retire_device(session: Session, actor: Actor, *, dsn: str, now: datetime) -> Device:
+    """The API's retire: one DSN; a refusal is raised, its failed job committed with it."""
+    (result,) = retire_devices(session, actor, [dsn], now=now, repeat_is_error=True).results
+    if isinstance(result, NotFound):
+        raise result  # nothing reachable: no job was recorded
+    if isinstance(result, ServiceError):
+        raise result.recorded()
+    device = queries.find_device(session, actor, dsn, Reach.RETIRE)
+    assert device is not None
+    return device

@@ -25,6 +25,7 @@ class ActionType(enum.StrEnum):
     MANUFACTURE = "manufacture"
     PROVISION = "provision"
     VALIDATE = "validate"
+    RETIRE = "retire"
 
 
 class ActionStatus(enum.StrEnum):

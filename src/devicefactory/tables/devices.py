@@ -19,6 +19,9 @@ class DeviceStatus(enum.StrEnum):
     RESERVED = "reserved"
     MANUFACTURED = "manufactured"
     PROVISIONED = "provisioned"
+    # A reserved DSN that was never manufactured, given up for good: its private key is
+    # destroyed, it no longer counts toward the reservation limit (docs/lifecycle.md).
+    RETIRED = "retired"
 
 
 class Counter(Base):
@@ -47,7 +50,8 @@ class Device(Base):
     model: Mapped[str] = mapped_column(ForeignKey("module_models.name"), index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     public_key: Mapped[str] = mapped_column(Text)
-    sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # None once the device is retired: the key is destroyed (crypto-shredding).
+    sealed_private_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     master_key_id: Mapped[str | None] = mapped_column(String(16), default=None)
     reserved_by_oem_id: Mapped[str | None] = mapped_column(ForeignKey("oems.oem_id"))
     owner_oem_id: Mapped[str | None] = mapped_column(ForeignKey("oems.oem_id"), default=None)

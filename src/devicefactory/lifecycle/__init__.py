@@ -1,0 +1,1 @@
+"""The device lifecycle across devices: the funnel report (retire lives in ``devices``)."""
