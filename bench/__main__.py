@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import isolation, keygen, machine, manufacture, reserve, scale, search, upload
+from bench import audit, isolation, keygen, machine, manufacture, reserve, scale, search, upload
 from bench.report import RESULTS_DIR, write_json
 
 BENCHMARKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -16,6 +16,7 @@ BENCHMARKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
     ("reserve", reserve.run),
     ("manufacture", manufacture.run),
     ("upload", upload.run),
+    ("audit", audit.run),
     ("search", search.run),
     ("isolation", isolation.run),
     ("scale", scale.run),

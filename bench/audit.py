@@ -31,10 +31,10 @@ from bench.report import Check
 from bench.server import database_url, devicefactory_server
 from bench.world import MODEL, RESERVE_PATH, create_module_maker, prepare_database, sign_in
 
-ROUNDS = 3
+ROUNDS = 5
 CLIENTS = 4
-RESERVES = 200  # per round and mode
-UPLOADS = 200
+RESERVES = 160  # per round and mode
+UPLOADS = 160
 ACTIONS_PATH = "/devicefactory/v1/factory_actions"
 TARGET = 0.90  # rate with the audit on / rate with it off
 LOG = "".join(

@@ -155,7 +155,7 @@ def test_the_examples_are_the_specs() -> None:
     assert oem["module_manufacturer"]["default"] is False
     form = inline_schema(actions.UploadForm)["properties"]
     assert form["file"]["format"] == "binary"
-    assert form["type"]["enum"] == ["manufacture", "provision"]
+    assert form["type"]["enum"] == ["manufacture", "provision", "retire"]
 
 
 def test_an_action_device_has_every_field_of_the_table() -> None:

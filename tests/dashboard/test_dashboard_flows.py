@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from tests.api import WHITE_BOX, log_line, manufacture, manufacture_body, ok, provision, reservation, reserve
 from tests.conftest import FrozenClock, day
 from tests.dashboard.conftest import Dash
@@ -96,13 +97,19 @@ def test_upload_validate_then_submit(
     assert 'data-final="true"' in page
     assert re.search(r'<tr class="outcome-invalid" data-line="2">', page)
     assert "mac zz is not 12 hex digits" in page
-    assert "mac: (none) → 000000000001" in page
+    # A failed validate opens on its problems (in the dialog's panel too); "All" shows the rest.
+    assert rows(page, 'class="outcome-[a-z]+" data-line') == ["2"]
+    assert re.search(r'aria-current="true" data-testid="lines-problems">Problems only \(1\)', page)
+    assert rows(client.get(f"{validated}/live").text, 'class="outcome-[a-z]+" data-line') == ["2"]
+    every = client.get(f"{validated}?lines=all").text
+    assert rows(every, 'class="outcome-[a-z]+" data-line') == ["1", "2", "3"]
+    assert "mac: (none) → 000000000001" in every
     device = client.get(f"/dashboard/devices/{dsns[0]}").text
     assert "000000000001" not in device  # validation applied nothing
 
     submitted = upload(False)
     run_actions()
-    page = client.get(submitted).text
+    page = client.get(f"{submitted}?lines=all").text
     assert "1 line failed; 2 applied, 0 identical" in page
     assert rows(page, 'class="outcome-applied" data-line') == ["1", "3"]
     problems = client.get(f"{submitted}?lines=problems").text
@@ -167,11 +174,14 @@ def test_dsn_view_search_fields_and_paging(
     assert rows(client.get(f"/dashboard/devices?dsn={first[0][:-1]}*").text, "data-dsn") == first[:9]
     assert rows(client.get(f"/dashboard/devices?dsn={first[1][:-1]}?").text, "data-dsn") == first[:9]
     assert rows(client.get(f"/dashboard/devices?dsn={later[0]}").text, "data-dsn") == [later[0]]
-    # A date range: "before" a date includes that whole day.
+    # A date range means what it means to the API: from inclusive, before exclusive.
     assert rows(client.get(f"/dashboard/devices?reserved_after={day(3)}&limit=100").text, "data-dsn") == later
-    on_the_22nd = client.get(f"/dashboard/devices?reserved_after={day(0)}&reserved_before={day(0)}&limit=100")
-    assert rows(on_the_22nd.text, "data-dsn") == first
-    assert f'value="{day(0)}"' in on_the_22nd.text  # the form keeps its values
+    same_day = client.get(f"/dashboard/devices?reserved_after={day(0)}&reserved_before={day(0)}&limit=100")
+    assert rows(same_day.text, "data-dsn") == []
+    on_day_0 = client.get(f"/dashboard/devices?reserved_after={day(0)}&reserved_before={day(1)}&limit=100")
+    assert rows(on_day_0.text, "data-dsn") == first
+    assert f'value="{day(0)}T00:00"' in on_day_0.text  # the form keeps its values, as date-times
+    assert "27 devices match" in on_day_0.text
     assert rows(client.get("/dashboard/devices?status=manufactured").text, "data-dsn") == [first[0]]
     assert rows(client.get("/dashboard/devices?mac=00:00:00:00:00:01").text, "data-dsn") == [first[0]]
     assert rows(client.get("/dashboard/devices?model=AY001MTC2").text, "data-dsn") == later
@@ -235,3 +245,128 @@ def test_action_list_search_and_paging(
     window = client.get(f"/dashboard?from={day(0)}T09:20&to={day(0)}T09:35&type=reserve&status=success").text
     assert rows(window, "data-action") == [ids[3], ids[2]]
     assert rows(client.get("/dashboard?type=manufacture").text, "data-action") == []
+
+
+# --- what a new user found (first visit, rows, OEM names, dates, counts, related DSNs) ---------
+
+
+def test_a_first_visit_gets_the_plain_sign_in_page(dash: Callable[[str], Dash]) -> None:
+    client = dash("mm").client
+    client.cookies.clear()
+    first = client.get("/dashboard")
+    assert first.url.path == "/dashboard/sign_in"
+    assert "Your session has ended" not in first.text
+    assert "<h1>Sign in</h1>" in first.text
+
+
+def test_action_rows_open_the_action_and_show_totals_and_oem_names(
+    dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool(3)
+    ids = [str(reservation(world, "mm", "AY001MTP1", 1).action_id) for _ in range(3)]
+    client = dash("mm")
+    page = client.get("/dashboard").text
+    for action_id in ids:
+        # The first cell holds a real link to the action; the row carries the same address.
+        url = f"/dashboard/actions/{action_id}"
+        assert re.search(
+            rf'<tr data-action="{action_id}" data-href="{url}" class="row-clickable">'
+            rf'\s*<td>\s*<a class="cell-main row-link" href="{url}"',
+            page,
+        )
+    assert ">3 actions</span>" in page
+    # Created by: the user and the OEM's name, its id in the tooltip.
+    assert f'<span class="oem" title="OEM id {world.oem_ids["modules"]}">modules</span>' in page
+    assert "Details" not in page
+    from devicefactory.dashboard import actions_tab
+
+    monkeypatch.setattr(actions_tab, "COUNT_BOUND", 2)
+    assert "More than 2 actions" in client.get("/dashboard").text
+    action = client.get(f"/dashboard/actions/{ids[0]}").text
+    assert f'title="OEM id {world.oem_ids["modules"]}">modules</span>' in action
+
+
+def test_the_search_summary_keeps_its_words_apart(dash: Callable[[str], Dash]) -> None:
+    page = dash("mm").get(
+        "/dashboard?type=reserve&created_by=mm@example.com&from=2026-12-03T00:00&to=2026-12-04T00:00"
+    )
+    summary = re.search(r'<p class="filter-summary">(.*?)<a ', page.text, re.S)
+    assert summary
+    text = " ".join(re.sub(r"<[^>]+>", "", summary.group(1)).split())
+    assert text == (
+        "Showing actions of type reserve created by mm@example.com "
+        "from 2026-12-03 00:00 to 2026-12-04 00:00 (UTC)."
+    )
+    assert ">0 actions match</span>" in page.text
+
+
+def test_reserve_banner_names_the_dsn_range(dash: Callable[[str], Dash], pool: Callable[[int], None]) -> None:
+    pool(3)
+    client = dash("mm")
+    response = client.post("/dashboard/actions/reserve", {"model": "AY001MTP1", "count": "3"})
+    page = client.get(response.headers["location"]).text
+    action_id = response.headers["location"].rsplit("=", 1)[1]
+    devices = rows(client.get(f"/dashboard/devices?action_id={action_id}").text, "data-dsn")
+    banner = f'DSNs: <span class="mono" data-testid="done-range">{devices[0]} … {devices[2]}</span>'
+    assert f"Reserved 3 AY001MTP1 {banner}" in page
+    action = client.get(f"/dashboard/actions/{action_id}").text
+    assert f"{devices[0]} … {devices[2]}</span>." in action
+
+
+def test_device_pages_show_oem_names_and_related_dsns(
+    dash: Callable[[str], Dash], world: World, pool: Callable[[int], None]
+) -> None:
+    pool(4)
+    dsns = reserve(world, "mm", "AY001MTP1", 3)
+    (alone,) = reserve(world, "mm", "AY001MTP1", 1)
+    client = dash("mm")
+    modules = world.oem_ids["modules"]
+    device = client.get(f"/dashboard/devices/{dsns[0]}").text
+    assert (
+        f'<dd data-testid="reserved-by-oem"><span class="oem" title="OEM id {modules}">modules</span>'
+        in device
+    )
+    listing = client.get(f"/dashboard/devices?dsn={dsns[0]}").text
+    assert f'<td><span class="oem" title="OEM id {modules}">modules</span></td>' in listing
+    jobs = client.get(f"/dashboard/devices/{dsns[0]}/jobs").text
+    related = re.findall(r'href="/dashboard/devices/([A-Z0-9]+)" data-testid="related-dsn"', jobs)
+    assert related == dsns[1:]
+    assert "No other DSN shares" in client.get(f"/dashboard/devices/{alone}/jobs").text
+
+
+def test_related_dsns_are_bounded(
+    dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from devicefactory.devices import related
+
+    pool(5)
+    reserved = reservation(world, "mm", "AY001MTP1", 5)
+    monkeypatch.setattr(related, "RELATED_DSNS", 2)
+    jobs = dash("mm").get(f"/dashboard/devices/{reserved.dsns[0]}/jobs").text
+    assert (
+        re.findall(r'href="/dashboard/devices/([A-Z0-9]+)" data-testid="related-dsn"', jobs)
+        == reserved.dsns[1:3]
+    )
+    assert f'href="/dashboard/devices?action_id={reserved.action_id}">All DSNs of action' in jobs
+
+
+def test_dsn_view_dates_are_date_times_labelled_as_the_api_means_them(
+    dash: Callable[[str], Dash], world: World, pool: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool(3)
+    reserve(world, "mm", "AY001MTP1", 3)
+    client = dash("mm")
+    page = client.get("/dashboard/devices").text
+    assert 'name="reserved_after" type="datetime-local"' in page
+    assert 'name="reserved_before" type="datetime-local"' in page
+    assert re.search(
+        r'for="f-reserved_after"><span class="visually-hidden">Reserved </span>from \(inclusive\)', page
+    )
+    assert re.search(
+        r'for="f-reserved_before"><span class="visually-hidden">Reserved </span>before \(exclusive\)', page
+    )
+    assert "3 devices match" in page
+    from devicefactory.dashboard import dsn_view
+
+    monkeypatch.setattr(dsn_view, "COUNT_BOUND", 2)
+    assert "More than 2 devices match" in client.get("/dashboard/devices").text

@@ -7,6 +7,7 @@ import csv
 import io
 from collections.abc import Callable
 
+import httpx2
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,7 +38,7 @@ from tests.world import World
 RETIRED = "(its key was destroyed; it can never be manufactured, provisioned or verified)"
 
 
-def retire(world: World, dsn: str, user: str = "mm"):  # type: ignore[no-untyped-def]
+def retire(world: World, dsn: str, user: str = "mm") -> httpx2.Response:
     return world.client.post(f"{DEVICES}/{dsn}/retire", headers=world.headers(user))
 
 
@@ -64,7 +65,9 @@ def test_a_reserved_dsn_is_retired_and_its_key_destroyed(
     assert last_job(world, dsn)["message"] == "retired: its private key was destroyed"
     # Nothing is ever recorded for it again, each refusal says why (and leaves a failed job).
     token = base64.b64encode(b"x" * 256).decode()
-    verified = world.client.post(f"{DEVICES}/{dsn}/verify", json={"token": token}, headers=world.headers("mm"))
+    verified = world.client.post(
+        f"{DEVICES}/{dsn}/verify", json={"token": token}, headers=world.headers("mm")
+    )
     message = assert_error(verified, 422, "AFS-600")
     assert message.endswith(f"device {dsn} is retired {RETIRED}")
     assert assert_error(manufacture(world, dsn, manufacture_body(1)), 422, "AFS-600").endswith(RETIRED)

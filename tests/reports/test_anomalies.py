@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 from tests.api import (
     assert_error,
     log_line,
@@ -20,9 +21,11 @@ from tests.api import (
 )
 from tests.conftest import FrozenClock
 from tests.dashboard.conftest import sign_in_form
-from tests.world import USERS, World
+from tests.world import PASSWORD, USERS, World, sign_in
 
+from devicefactory.accounts import service as accounts
 from devicefactory.accounts.policy import Actor, Role
+from devicefactory.db import session_scope
 from devicefactory.keys.crypto import encrypt_verify_token
 from devicefactory.reports.anomalies import may_read_anomalies
 from devicefactory.reports.evidence import changes_of, mismatches, taken_fields, verify_kind
@@ -190,13 +193,26 @@ def test_bad_parameters(world: World, params: dict[str, str], message: str) -> N
     assert_error(response, 422, "AFS-600", f"There were some failures while processing: {message}")
 
 
-def test_roles(world: World) -> None:
+def test_roles(world: World, session_factory: sessionmaker[Session]) -> None:
     assert_error(world.client.get(REPORT), 401, "AFS-401")
     for user in USERS:
         ok(world.client.get(REPORT, headers=world.headers(user)))
+    # A read-only role does not read it (docs/anomalies.md).
+    viewer = Role("OEM::Viewer")
+    with session_scope(session_factory) as session:
+        accounts.create_user(
+            session,
+            None,
+            email="viewer@example.com",
+            password=PASSWORD,
+            role=viewer,
+            oem_id=world.oem_ids["modules"],
+        )
+    headers = {"Authorization": f"auth_token {sign_in(world.client, 'viewer@example.com')['access_token']}"}
+    assert_error(world.client.get(REPORT, headers=headers), 403, "AFS-403")
     for role in Role:
         actor = Actor(1, "x@example.com", role, None if role is Role.AYLA_ADMIN else "0000abcd")
-        assert may_read_anomalies(actor)
+        assert may_read_anomalies(actor) is (role is not viewer)
 
 
 def test_openapi_documents_the_report(client: TestClient) -> None:

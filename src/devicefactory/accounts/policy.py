@@ -14,6 +14,8 @@ class Role(enum.StrEnum):
     SOFTWARE_OEM_MANUFACTURER = "OEM::SoftwareOEMManufacturer"
     OEM_ADMIN = "OEM::Admin"
     AYLA_ADMIN = "Ayla::Admin"
+    # Reads its OEM's devices and actions (CSV and LOG files), exports; changes nothing.
+    OEM_VIEWER = "OEM::Viewer"
 
 
 class ModelKind(enum.StrEnum):
@@ -34,6 +36,21 @@ class Actor:
     @property
     def is_platform_admin(self) -> bool:
         return self.role is Role.AYLA_ADMIN
+
+    @property
+    def read_only(self) -> bool:
+        """OEM::Viewer: sees what its OEM's other roles see, changes nothing (SPEC §13)."""
+        return self.role is Role.OEM_VIEWER
+
+    @property
+    def sees_secrets(self) -> bool:
+        """Secret device fields (``wifi_setup_key``) are shown; a viewer reads ``****``."""
+        return not self.read_only
+
+    def may_download(self, kind: str) -> bool:
+        """Action files: a viewer gets CSV and LOG, never the XML bundle (the DSNs' keys)
+        nor the failed upload lines (raw lines carry wifi_setup_key)."""
+        return not self.read_only or kind in ("csv", "log")
 
     @property
     def acts_as_module_manufacturer(self) -> bool:

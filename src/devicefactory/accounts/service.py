@@ -338,13 +338,19 @@ def sign_out(session: Session, *, access_token: str, now: datetime) -> None:
 
 
 def authenticate(session: Session, *, access_token: str, now: datetime) -> Actor:
-    found = queries.find_token_with_user(session, access_hash=token_hash(access_token))
+    found = queries.find_caller(session, token_hash(access_token))
     if found is None:
         raise Unauthorized()
-    token, user, oem = found
-    if token.revoked_at is not None or token.expires_at <= now or user.deactivated_at is not None:
+    revoked_at, expires_at, user_id, email, role, oem_id, deactivated_at, module_manufacturer = found
+    if revoked_at is not None or expires_at <= now or deactivated_at is not None:
         raise Unauthorized()
-    return actor_for(user, oem)
+    return Actor(
+        user_id=user_id,
+        email=email,
+        role=Role(role),
+        oem_id=oem_id,
+        module_manufacturer=bool(module_manufacturer),
+    )
 
 
 def actor_for(user: User, oem: Oem | None) -> Actor:

@@ -19,22 +19,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.actions import queries
 from devicefactory.actions.outcomes import OUTCOMES, outcome_label
+from devicefactory.http.csvcells import safe_cell as safe_cell  # audit/service.py reads it here
 from devicefactory.keys.crypto import build_reserve_bundle
 from devicefactory.tables.actions import ActionType, FactoryAction
 
 CSV_HEADER = ("dsn", "model", "status", "result", "error_code")
 PAGE = 1000
-# A spreadsheet runs a cell that starts with one of these as a formula (§11).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 Sessions = sessionmaker[Session]
 Page = Sequence[Any]  # rows of a query, read by attribute
-
-
-def safe_cell(value: object) -> str:
-    """The cell as text, with a leading ' when a spreadsheet would read it as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 # Pages being read and rendered at once, whatever the number of downloads, and each lane

@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, delete, select
+from sqlalchemy import ColumnElement, Row, Table, delete, func, select
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor
@@ -39,20 +39,41 @@ def search_actions(
     limit: int = 50,
 ) -> Sequence[FactoryAction]:
     """Newest first; ``before_id`` is the cursor of the next page."""
-    query = select(FactoryAction).where(visible_actions(actor))
-    if type_:
-        query = query.where(FactoryAction.type == type_)
-    if status:
-        query = query.where(FactoryAction.status == status)
-    if created_by:
-        query = query.where(FactoryAction.created_by == created_by.strip().lower())
-    if created_from:
-        query = query.where(FactoryAction.created_at >= created_from)
-    if created_to:
-        query = query.where(FactoryAction.created_at <= created_to)
+    query = select(FactoryAction).where(
+        *action_filters(actor, type_, status, created_by, created_from, created_to)
+    )
     if before_id:
         query = query.where(FactoryAction.id < before_id)
     return session.scalars(query.order_by(FactoryAction.id.desc()).limit(limit)).all()
+
+
+def count_actions(session: Session, actor: Actor, *, bound: int, **filters: Any) -> int:
+    """How many actions match (all pages), counting at most ``bound`` of them."""
+    ids = select(FactoryAction.id).where(*action_filters(actor, **filters)).limit(bound)
+    return session.scalar(select(func.count()).select_from(ids.subquery())) or 0
+
+
+def action_filters(
+    actor: Actor,
+    type_: str | None = None,
+    status: str | None = None,
+    created_by: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    """The action search's conditions, the tenant wall first."""
+    where = [visible_actions(actor)]
+    if type_:
+        where.append(FactoryAction.type == type_)
+    if status:
+        where.append(FactoryAction.status == status)
+    if created_by:
+        where.append(FactoryAction.created_by == created_by.strip().lower())
+    if created_from:
+        where.append(FactoryAction.created_at >= created_from)
+    if created_to:
+        where.append(FactoryAction.created_at <= created_to)
+    return where
 
 
 def reserve_rows(session: Session, action_id: int, after_dsn: str | None, limit: int) -> Sequence[Any]:

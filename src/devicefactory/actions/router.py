@@ -160,7 +160,7 @@ def get_action(
 ) -> dict[str, Any]:
     """The action and its devices (paged by DSN with `after`)."""
     action, devices = service.action_devices(session, actor, action_id, limit=limit, after=after)
-    return {"factory_action": action_json(action), "devices": [device_json(d) for d in devices]}
+    return {"factory_action": action_json(action), "devices": [device_json(d, actor) for d in devices]}
 
 
 @router.get(

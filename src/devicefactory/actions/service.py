@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory import storage
 from devicefactory.accounts import queries as accounts_queries
-from devicefactory.accounts.policy import Actor
+from devicefactory.accounts.policy import Actor, require
 from devicefactory.actions import files, queries
 from devicefactory.devices.search import parse_moment
 from devicefactory.errors import NotFound, ValidationFailed
@@ -75,6 +75,30 @@ def search_actions(
     )
 
 
+def count_actions(
+    session: Session,
+    actor: Actor,
+    *,
+    type_: str | None,
+    status: str | None,
+    created_by: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    bound: int,
+) -> int:
+    """How many actions the search of ``search_actions`` matches, counting at most ``bound``."""
+    return queries.count_actions(
+        session,
+        actor,
+        bound=bound,
+        type_=type_,
+        status=status,
+        created_by=created_by,
+        created_from=created_from,
+        created_to=created_to,
+    )
+
+
 def action_lines(
     session: Session, actor: Actor, action_id: int, *, failed_only: bool = False, limit: int = MAX_PAGE
 ) -> tuple[FactoryAction, Sequence[ActionLine]]:
@@ -102,6 +126,8 @@ def action_file(
     sent, a page at a time through ``pages`` (files.py).
     """
     action = get_action(session, actor, action_id)
+    # A visible action's file the role may not have: 403, not 404 (no existence to hide).
+    require(actor.may_download(kind), f"Forbidden: {actor.role} may not download {kind} files")
     stem = f"action-{action.id}-{action.type}"
     if kind == "csv":
         return ActionFile(f"{stem}.csv", "text/csv", files.csv_file(pages, action))

@@ -10,11 +10,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from devicefactory.accounts import service as accounts
+from devicefactory.accounts.names import oem_names
 from devicefactory.accounts.policy import Actor, ModelKind
 from devicefactory.actions import service, uploads
 from devicefactory.dashboard import csrf, forms
 from devicefactory.dashboard.pages import DashboardRoute, redirect, render
 from devicefactory.dashboard.session import PREFIX, CheckedForm, DashboardActor, session_token
+from devicefactory.devices import related
 from devicefactory.devices import service as devices
 from devicefactory.errors import MissingAttributes, ValidationFailed
 from devicefactory.http.streaming import stream_heavy
@@ -32,6 +34,8 @@ from devicefactory.tables.actions import ActionLine, ActionStatus, ActionType, F
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
 LINES_SHOWN = 500
+# The list's total is counted up to here: "more than 10,000" past it (a bounded query).
+COUNT_BOUND = 10_000
 FINAL = (ActionStatus.SUCCESS, ActionStatus.FAILURE)
 
 
@@ -85,6 +89,7 @@ def actions_page(request: Request, actor: DashboardActor, session: ReadSession) 
     done_id = forms.positive_int(request.query_params.get("done"))
     done = service.get_action(session, actor, done_id) if done_id else None
     oems: Sequence[Oem] = accounts.list_oems(session, actor) if actor.is_platform_admin else []
+    total = None if error else _count_actions(session, actor, filters)
     return render(
         request,
         "actions.html",
@@ -98,11 +103,35 @@ def actions_page(request: Request, actor: DashboardActor, session: ReadSession) 
             "models": reservable_models(session, actor) if actor.may_reserve else [],
             "oems": oems,
             "action_files": action_files,
+            "total": total,
+            "count_bound": COUNT_BOUND,
+            "done_range": reserved_range(session, actor, done) if done else None,
+            "oem_names": oem_names(session, [action.oem_id for action in actions]),
             "types": forms.ACTION_TYPES,
             "statuses": forms.ACTION_STATUSES,
         },
         status_code=error.status_code if error else 200,
     )
+
+
+def _count_actions(session: Session, actor: Actor, filters: forms.ActionFilters) -> int:
+    return service.count_actions(
+        session,
+        actor,
+        type_=filters.type,
+        status=filters.status,
+        created_by=filters.created_by,
+        created_from=filters.created_from,
+        created_to=filters.created_to,
+        bound=COUNT_BOUND + 1,
+    )
+
+
+def reserved_range(session: Session, actor: Actor, action: FactoryAction) -> related.DsnRange | None:
+    """The first and last DSN of a reservation (None for other actions)."""
+    if action.type != ActionType.RESERVE:
+        return None
+    return related.reserved_range(session, actor, action.id)
 
 
 @router.post("/actions/reserve")
@@ -154,8 +183,18 @@ async def upload(
     return redirect(f"{PREFIX}/actions/{action.id}")
 
 
+def lines_filter(choice: str | None, action: FactoryAction) -> bool:
+    """Whether the lines shown are the problems only: as chosen, else when there are any
+    (a failed validate opens on what failed, not on every line)."""
+    if choice in ("problems", "all"):
+        return choice == "problems"
+    return action.status in FINAL and action.conflict + action.invalid > 0
+
+
 def _action_context(request: Request, session: Session, actor: Actor, action_id: int) -> dict[str, object]:
-    problems_only = request.query_params.get("lines") == "problems"
+    choice = request.query_params.get("lines")
+    action = service.get_action(session, actor, action_id)
+    problems_only = lines_filter(choice, action)
     action, lines = upload_lines(session, actor, action_id, problems_only=problems_only)
     total = max(action.lines_total, 1)
     return {
@@ -164,9 +203,13 @@ def _action_context(request: Request, session: Session, actor: Actor, action_id:
         "lines": lines,
         "lines_shown": LINES_SHOWN,
         "problems_only": problems_only,
+        "lines_choice": choice if choice in ("problems", "all") else None,
+        "problems": action.conflict + action.invalid,
+        "reserved": reserved_range(session, actor, action),
+        "oem_names": oem_names(session, [action.oem_id]),
         "final": action.status in FINAL,
         "percent": 100 if action.status in FINAL else min(99, action.lines_done * 100 // total),
-        "files": action_files(action),
+        "files": [(kind, label) for kind, label in action_files(action) if actor.may_download(kind)],
     }
 
 

@@ -14,6 +14,7 @@ from devicefactory.dashboard.pages import DashboardRoute, redirect, render
 from devicefactory.dashboard.session import (
     PREFIX,
     SESSION_COOKIE,
+    SESSION_COOKIE_GRACE_SECONDS,
     SIGN_IN_COOKIE,
     SIGN_IN_COOKIE_SECONDS,
     CheckedForm,
@@ -98,7 +99,8 @@ def sign_in(
         # The failed attempt the service recorded (towards the lockout) is committed.
         return _sign_in_page(request, next_path=next_path, email=email, error=error)
     response = redirect(next_path)
-    set_cookie(request, response, SESSION_COOKIE, tokens.access_token, tokens.expires_in)
+    max_age = tokens.expires_in + SESSION_COOKIE_GRACE_SECONDS
+    set_cookie(request, response, SESSION_COOKIE, tokens.access_token, max_age)
     clear_cookie(request, response, SIGN_IN_COOKIE)
     return response
 

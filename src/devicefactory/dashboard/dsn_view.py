@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
 
 from devicefactory.accounts import service as accounts
+from devicefactory.accounts.names import oem_names
 from devicefactory.accounts.policy import Actor
 from devicefactory.dashboard import forms
 from devicefactory.dashboard.pages import DashboardRoute, render
 from devicefactory.dashboard.session import PREFIX, CheckedForm, DashboardActor
 from devicefactory.device_fields import FIELDS, DeviceField, Search
-from devicefactory.devices import service
+from devicefactory.devices import related, service
+from devicefactory.devices.schemas import seen_by
 from devicefactory.devices.search import STATUSES
 from devicefactory.errors import ValidationFailed
 from devicefactory.http.transaction import NowDep, ReadSession, WriteSession
@@ -20,6 +23,8 @@ from devicefactory.tables.devices import Device
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
 
+# The number of matches is counted up to here: "more than 10,000" past it (a bounded query).
+COUNT_BOUND = 10_000
 # The fields the search form offers: in its first row, or under "More filters".
 _SEARCHED = tuple(field for field in FIELDS if field.search is not Search.NONE)
 QUICK_FILTERS = tuple(field for field in _SEARCHED if field.quick_search)
@@ -39,14 +44,21 @@ def may_reset(actor: Actor, device: Device) -> bool:
     return actor.may_factory_reset and (actor.is_platform_admin or device.owner_oem_id == actor.oem_id)
 
 
+def device_oem_names(session: Session, device: Device) -> dict[str, str]:
+    return oem_names(session, [device.reserved_by_oem_id, device.owner_oem_id])
+
+
 @router.get("/devices")
 def devices_page(request: Request, actor: DashboardActor, session: ReadSession) -> Response:
     params = request.query_params
     error: ValidationFailed | None = None
     devices: Sequence[Device] = []
     next_cursor: str | None = None
+    total: int | None = None
     try:
-        devices, next_cursor = service.search_devices(session, actor, forms.device_search(params))
+        search = forms.device_search(params)
+        devices, next_cursor = service.search_devices(session, actor, search)
+        total = related.count_devices(session, actor, search, bound=COUNT_BOUND + 1)
     except ValidationFailed as failed:
         error = failed
     values = {name: params.get(name, "") for name in forms.DEVICE_PARAMS}
@@ -57,9 +69,12 @@ def devices_page(request: Request, actor: DashboardActor, session: ReadSession) 
         "devices.html",
         {
             "tab": "devices",
-            "devices": devices,
+            "devices": [seen_by(device, actor) for device in devices],
+            "total": total,
+            "count_bound": COUNT_BOUND,
             "error": error,
             "values": values,
+            "date_value": forms.datetime_local_value,
             "more_open": any(values[name] for name in MORE_FIELDS),
             "filtered": any(values[name] for name in forms.DEVICE_FIELDS),
             "next_url": next_url,
@@ -70,6 +85,7 @@ def devices_page(request: Request, actor: DashboardActor, session: ReadSession) 
             "quick_filters": QUICK_FILTERS,
             "more_filters": MORE_FILTERS,
             "columns": COLUMNS,
+            "oem_names": oem_names(session, [device.owner_oem_id for device in devices]),
         },
         status_code=error.status_code if error else 200,
     )
@@ -83,18 +99,27 @@ def device_page(dsn: str, request: Request, actor: DashboardActor, session: Read
         "device.html",
         {
             "tab": "devices",
-            "device": device,
+            "device": seen_by(device, actor),
             "may_reset": may_reset(actor, device),
             "steps": None,
             "cards": CARDS,
+            "oem_names": device_oem_names(session, device),
         },
     )
 
 
 @router.get("/devices/{dsn}/jobs")
 def jobs_page(dsn: str, request: Request, actor: DashboardActor, session: ReadSession) -> Response:
+    """A device's jobs, and the other DSNs of the factory actions that touched it."""
     jobs = service.device_jobs(session, actor, dsn)
-    return render(request, "jobs.html", {"tab": "devices", "dsn": dsn, "jobs": jobs})
+    context = {
+        "tab": "devices",
+        "dsn": dsn,
+        "jobs": jobs,
+        "related": related.related_dsns(session, actor, dsn),
+        "related_per_action": related.RELATED_DSNS,
+    }
+    return render(request, "jobs.html", context)
 
 
 @router.post("/devices/{dsn}/factory_reset")
@@ -112,5 +137,6 @@ def factory_reset(
             "may_reset": may_reset(actor, device),
             "steps": steps,
             "cards": CARDS,
+            "oem_names": device_oem_names(session, device),
         },
     )

@@ -86,19 +86,22 @@ def action_filters(params: Mapping[str, str]) -> ActionFilters:
 def device_search(params: Mapping[str, str]) -> dict[str, str]:
     """The DSN View form as the parameters of devices.service.search_devices.
 
-    Empty fields are dropped, and a "before" date without a time means the end of that
-    day: "reserved before 2026-11-22" includes the devices reserved on the 22nd.
+    Empty fields are dropped; every other value means what it means to the API (the
+    dashboard's "reserved before 2026-12-03" is the API's ``reserved_before=2026-12-03``:
+    before midnight, the 3rd left out).
     """
-    search: dict[str, str] = {}
-    for name in DEVICE_PARAMS:
-        value = params.get(name, "").strip()
-        if not value:
-            continue
-        if name.endswith("_before") and len(value) == 10:
-            value = f"{value}T23:59:59.999999"
-        search[name] = value
+    search = {name: value for name in DEVICE_PARAMS if (value := params.get(name, "").strip())}
     search.setdefault("limit", str(DEVICES_PAGES[0]))
     return search
+
+
+def datetime_local_value(value: str) -> str:
+    """A date bound as the value of an ``<input type="datetime-local">`` (UTC, to the minute);
+    a value that does not parse is left as typed, so the form shows what was wrong."""
+    moment = parse_moment(value) if value.strip() else None
+    if moment is None:
+        return value
+    return moment.strftime("%Y-%m-%dT%H:%M:%S" if moment.second else "%Y-%m-%dT%H:%M")
 
 
 def device_query(params: Mapping[str, str], **changes: str | None) -> str:

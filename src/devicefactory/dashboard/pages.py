@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from devicefactory.actions.outcomes import OUTCOMES, outcome_key, outcome_label
 from devicefactory.dashboard import csrf
-from devicefactory.dashboard.session import PREFIX
+from devicefactory.dashboard.session import PREFIX, SESSION_COOKIE, clear_cookie, session_token
 from devicefactory.errors import NotFound, ServiceError, Unauthorized, ValidationFailed
 from devicefactory.http.middleware import RequestRefused
 from devicefactory.http.transaction import TransactionalRoute
@@ -112,9 +112,16 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def sign_in_redirect(request: Request) -> RedirectResponse:
+    """To the sign-in page; "your session has ended" only when there was a session cookie."""
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    next_part = f"&next={quote(target, safe='')}" if request.method == "GET" else ""
-    return redirect(f"{PREFIX}/sign_in?expired=1{next_part}")
+    params = {"expired": "1"} if session_token(request) else {}
+    if request.method == "GET":
+        params["next"] = target
+    query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params.items())
+    response = redirect(f"{PREFIX}/sign_in" + (f"?{query}" if query else ""))
+    if "expired" in params:
+        clear_cookie(request, response, SESSION_COOKIE)  # said once; a later visit is a new one
+    return response
 
 
 class InternalError(ServiceError):

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
 from devicefactory.dashboard import actions_tab, anomalies_tab, audit_log, auth, dsn_view, users_tab
+from devicefactory.dashboard.funnel_tab import router as funnel_router
 from devicefactory.dashboard.pages import STATIC_FILES, DashboardRoute, redirect
 from devicefactory.dashboard.session import PREFIX
 from devicefactory.errors import NotFound
@@ -18,6 +19,7 @@ dashboard_router.include_router(actions_tab.router)
 dashboard_router.include_router(dsn_view.router)
 dashboard_router.include_router(audit_log.router)
 dashboard_router.include_router(users_tab.router)
+dashboard_router.include_router(funnel_router)
 dashboard_router.include_router(anomalies_tab.router)
 
 

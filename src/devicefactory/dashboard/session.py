@@ -24,6 +24,10 @@ PREFIX = "/dashboard"
 SESSION_COOKIE = "df_session"
 SIGN_IN_COOKIE = "df_sign_in"
 SIGN_IN_COOKIE_SECONDS = 3600
+# The session cookie outlives its token by a day, so that a visit after the session ended
+# is told so ("Your session has ended"), while a first visit gets the plain sign-in page.
+# The token is checked on every request: the longer cookie does not lengthen the session.
+SESSION_COOKIE_GRACE_SECONDS = 86400
 MAX_FORM_FIELDS = 64
 
 

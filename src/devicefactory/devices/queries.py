@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from devicefactory.accounts.policy import Actor, Role
 from devicefactory.db import execute_many, insert_many
 from devicefactory.devices.records import RECORD_COLUMNS, DeviceRecord
-from devicefactory.devices.search import DeviceSearch, literal_prefix
+from devicefactory.devices.search import DeviceSearch, literal_prefix, refuse_secret_filters
 from devicefactory.tables.accounts import ModuleModel
 from devicefactory.tables.actions import ActionLine, FactoryAction
 from devicefactory.tables.devices import Device, DeviceStatus, Job, UsedVerifyToken
@@ -68,6 +68,8 @@ def reachable(actor: Actor, reach: Reach = Reach.VIEW) -> ColumnElement[bool]:
             # Black-box modules made by any module maker, not yet owned (the black-box flow).
             clauses.append(_unowned_manufactured_black_box())
     if actor.acts_as_software_oem and reach in (Reach.VIEW, Reach.PROVISION, Reach.VERIFY):
+        clauses.append(or_(Device.reserved_by_oem_id == oem, Device.owner_oem_id == oem))
+    if actor.read_only and reach is Reach.VIEW:  # OEM::Viewer: what its OEM reserved or owns
         clauses.append(or_(Device.reserved_by_oem_id == oem, Device.owner_oem_id == oem))
     return or_(*clauses) if clauses else false()
 
@@ -247,6 +249,7 @@ def _date_range_statement(actor: Actor, search: DeviceSearch) -> Select[Device]:
 def _filtered(
     query: Select[Any], actor: Actor, search: DeviceSearch, order_key: ColumnElement[str] | None = None
 ) -> Select[Any]:
+    refuse_secret_filters(search, sees_secrets=actor.sees_secrets)  # every search passes here
     query = query.where(reachable(actor, Reach.VIEW))
     for name, value in search.exact.items():
         query = query.where(getattr(Device, name) == value)

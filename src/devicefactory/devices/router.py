@@ -6,10 +6,10 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from devicefactory.accounts.access import ActorDep
-from devicefactory.devices import bodies, factory_data, service
+from devicefactory.devices import bodies, export, factory_data, service
 from devicefactory.devices.factory_data import DeviceRetired
 from devicefactory.devices.fields import MANUFACTURE_REQUIRED, PROVISION_ALWAYS_REQUIRED
 from devicefactory.devices.schemas import device_json, job_json, manufacture_json, provision_json
@@ -35,8 +35,16 @@ from devicefactory.errors import (
 from devicefactory.http.bodies import JsonBody
 from devicefactory.http.caller import count_reserve
 from devicefactory.http.openapi import afs_errors, request_body
-from devicefactory.http.streaming import heavy_slot
-from devicefactory.http.transaction import NowDep, ReadSession, SettingsDep, TransactionalRoute, WriteSession
+from devicefactory.http.streaming import heavy_slot, stream_heavy
+from devicefactory.http.transaction import (
+    NowDep,
+    ReadSession,
+    ReadSessionsDep,
+    SettingsDep,
+    TransactionalRoute,
+    WriteSession,
+    record_event,
+)
 from devicefactory.keys.access import KeyringDep
 
 router = APIRouter(prefix="/devicefactory/v1/devices", tags=["devices"], route_class=TransactionalRoute)
@@ -73,7 +81,36 @@ def search(request: Request, actor: ActorDep, session: ReadSession) -> dict[str,
     """The DSN View search: every filter of the dashboard, and Ayla's `filter[...]` form."""
     with heavy_slot(request, actor):
         devices, next_cursor = service.search_devices(session, actor, dict(request.query_params))
-    return {"devices": [device_json(d) for d in devices], "next_cursor": next_cursor}
+    return {"devices": [device_json(d, actor) for d in devices], "next_cursor": next_cursor}
+
+
+@router.get(
+    ".csv",
+    response_model=None,
+    responses={
+        200: {
+            "description": "Every matching device, in DSN order (docs/export.md)",
+            "content": {"text/csv": {}},
+        },
+        **afs_errors(
+            Unauthorized(),
+            Forbidden("Forbidden: your role may not search by wifi_setup_key"),
+            ValidationFailed.of(["colour is not a search parameter"]),
+            TooManyRequests("file downloads, searches and exports in flight for your OEM", 1),
+        ),
+    },
+    openapi_extra={"parameters": bodies.search_parameters()},
+)
+def export_csv(request: Request, actor: ActorDep, pages: ReadSessionsDep) -> Response:
+    """Every device the DSN View search matches, as CSV, streamed in pages (`limit` is ignored,
+    `cursor` resumes after a DSN); `wifi_setup_key` is `****` for OEM::Viewer. An audit entry."""
+
+    def opened() -> export.DeviceExport:
+        file = export.export_devices(actor, dict(request.query_params), pages=pages)
+        record_event(request, "devices.export", {"filters": dict(request.query_params)})
+        return file
+
+    return stream_heavy(request, actor, opened)
 
 
 @router.post(
@@ -235,7 +272,7 @@ def retire(dsn: str, actor: ActorDep, session: WriteSession, now: NowDep) -> dic
 )
 def get_device(dsn: str, actor: ActorDep, session: ReadSession) -> dict[str, Any]:
     """One device, every field."""
-    return {"device": device_json(service.get_device(session, actor, dsn))}
+    return {"device": device_json(service.get_device(session, actor, dsn), actor)}
 
 
 @router.get(

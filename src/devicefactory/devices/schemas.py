@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from devicefactory.accounts.policy import Actor
 from devicefactory.accounts.schemas import iso
-from devicefactory.device_fields import FIELDS, DeviceField, Kind
+from devicefactory.device_fields import FIELDS, SECRET_FIELDS, DeviceField, Kind
 from devicefactory.devices.fields import format_dom
 from devicefactory.devices.records import DeviceRecord
 from devicefactory.tables.devices import Device, Job
@@ -13,6 +14,8 @@ from devicefactory.tables.devices import Device, Job
 # The manufacture answer's fields; provision adds the rest with the owner.
 MANUFACTURE_REPLY = tuple(field for field in FIELDS if field.manufacture_reply)
 PROVISION_REPLY = tuple(field for field in FIELDS if not field.manufacture_reply)
+# What a read-only viewer reads in place of a secret field, set or not (SPEC §13).
+MASK = "****"
 
 
 def _fields_json(device: Device | DeviceRecord, fields: tuple[DeviceField, ...]) -> dict[str, Any]:
@@ -32,8 +35,35 @@ def provision_json(device: Device | DeviceRecord) -> dict[str, Any]:
     return {**manufacture_json(device), "oem": device.owner_oem_id, **_fields_json(device, PROVISION_REPLY)}
 
 
-def device_json(device: Device) -> dict[str, Any]:
-    """Every field of a device, for the detail view and the search (never the private key)."""
+def device_json(device: Device, seen_by: Actor | None = None) -> dict[str, Any]:
+    """Every field of a device, for the detail view and the search (never the private key);
+    secret fields masked for a ``seen_by`` that may not see them."""
+    return masked(_device_json(device), seen_by)
+
+
+def masked(values: dict[str, Any], seen_by: Actor | None) -> dict[str, Any]:
+    """``values`` with every secret field replaced by ``****`` when ``seen_by`` is a viewer."""
+    if seen_by is None or seen_by.sees_secrets:
+        return values
+    return {**values, **{name: MASK for name in SECRET_FIELDS if name in values}}
+
+
+class MaskedDevice:
+    """A device as a viewer's page reads it: every attribute, secret fields ``****``."""
+
+    def __init__(self, device: Device) -> None:
+        self._device = device
+
+    def __getattr__(self, name: str) -> Any:
+        return MASK if name in SECRET_FIELDS else getattr(self._device, name)
+
+
+def seen_by(device: Device, actor: Actor) -> Device | MaskedDevice:
+    """The device for a page: itself, or masked for a viewer (dashboard/dsn_view.py)."""
+    return device if actor.sees_secrets else MaskedDevice(device)
+
+
+def _device_json(device: Device) -> dict[str, Any]:
     return {
         **provision_json(device),
         "status": device.status,

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from devicefactory.device_fields import BY_NAME, FIELDS, Kind, Search
+from devicefactory.device_fields import BY_NAME, FIELDS, SECRET_FIELDS, Kind, Search
 from devicefactory.devices.fields import normalize_mac, parse_flag
-from devicefactory.errors import ValidationFailed
+from devicefactory.errors import Forbidden, ValidationFailed
 
 # The device's own columns, then the fields of the table by their search form.
 EXACT_FIELDS = (
@@ -64,6 +64,14 @@ def parse_search(params: Mapping[str, str]) -> DeviceSearch:
     if failures:
         raise ValidationFailed.of(failures)
     return search
+
+
+def refuse_secret_filters(search: DeviceSearch, *, sees_secrets: bool) -> None:
+    """AFS-403 for a role that may not see a secret field and filters by it: wildcard
+    searches would spell the value out one character at a time."""
+    named = [name for name in SECRET_FIELDS if name in search.exact or name in search.like]
+    if named and not sees_secrets:
+        raise Forbidden(f"Forbidden: your role may not search by {', '.join(named)}")
 
 
 def _apply(search: DeviceSearch, name: str, value: str) -> str | None:

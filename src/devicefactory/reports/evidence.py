@@ -28,7 +28,8 @@ _NONE = "(none)"
 
 def taken_fields(message: str | None) -> list[str]:
     """The unique fields a refusal says were taken: ``mac``, ``hwsig`` or ``mac or hwsig``."""
-    return _TAKEN.findall(message or "")
+    found: list[str] = _TAKEN.findall(message or "")
+    return [name for name in found if all(part in UNIQUE_FIELDS for part in name.split(" or "))]
 
 
 def mismatches(message: str | None) -> list[tuple[str, str]]:

@@ -33,6 +33,21 @@
     });
   }
 
+  // --- clickable rows: a click anywhere on the row follows its first link ------------------
+  // (The first cell holds a real link, so the keyboard and screen readers need no script.)
+
+  document.addEventListener("click", (event) => {
+    const row = event.target.closest("tr[data-href]");
+    if (!row || event.button !== 0 || event.defaultPrevented) return;
+    if (event.target.closest("a, button, input, select, textarea, label, summary")) return;
+    if (window.getSelection()?.toString()) return; // selecting text is not a click
+    if (event.ctrlKey || event.metaKey || event.shiftKey) {
+      window.open(row.dataset.href, "_blank", "noopener");
+    } else {
+      window.location.assign(row.dataset.href);
+    }
+  });
+
   // --- helpers -----------------------------------------------------------------------------
 
   function element(tag, className, text) {
@@ -119,6 +134,16 @@
     follow(panel);
   }
 
+  // In an upload dialog, "All" and "Problems only" swap the panel instead of leaving the page.
+  document.addEventListener("click", async (event) => {
+    const link = event.target.closest(".upload-live a[data-live-link]");
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    const panel = link.closest("[data-live-url]");
+    const next = await fetchPanel(link.dataset.liveLink);
+    if (next && panel) panel.replaceWith(next);
+  });
+
   // --- RESERVE DSNS: the action shows as running, then a banner -------------------------------
 
   function runningRow(count, model) {
@@ -127,15 +152,14 @@
     const row = element("tr", "row-running");
     row.dataset.testid = "running-row";
     const cells = [
-      element("td", "num", count),
       element("td", "", "Reserve"),
+      element("td", "num", count),
       element("td"),
       element("td", "", $(".who-email")?.textContent || ""),
       element("td", "nowrap", "now"),
       element("td", "muted", "—"),
-      element("td"),
     ];
-    cells[1].append(element("span", "cell-sub", model));
+    cells[0].append(element("span", "cell-sub", model));
     cells[2].append(element("span", "pill pill-running", "running"));
     row.append(...cells);
     table.prepend(row);
