@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import audit, isolation, keygen, machine, manufacture, reserve, scale, search, upload
+from bench import audit, export, isolation, keygen, machine, manufacture, reserve, scale, search, upload
 from bench.report import RESULTS_DIR, write_json
 
 BENCHMARKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
@@ -18,6 +18,7 @@ BENCHMARKS: list[tuple[str, Callable[[], dict[str, Any]]]] = [
     ("upload", upload.run),
     ("audit", audit.run),
     ("search", search.run),
+    ("export", export.run),
     ("isolation", isolation.run),
     ("scale", scale.run),
 ]

@@ -118,6 +118,7 @@ def device_values(n: int, makers: list[str], owners: list[str], pair: SealedKeyP
         "status": status,
         "public_key": pair.public_pem,
         "sealed_private_key": pair.sealed_private,
+        "master_key_id": None,  # sealed under the bench's configured master key
         "reserved_by_oem_id": makers[maker_index(n)],
         "owner_oem_id": None,
         "reserve_action_id": None,

@@ -52,7 +52,7 @@ KEY_TTL = timedelta(hours=24)
 # The routes that change something (SPEC §13); the path is seen after the ".json" suffix
 # is taken off.
 IDEMPOTENT_PATHS = re.compile(
-    r"^/devicefactory/v1/(?:devices/(?:reserve|[^/]+/(?:manufacture|provision|verify|factory_reset))"
+    r"^/devicefactory/v1/(?:devices/(?:reserve|[^/]+/(?:manufacture|provision|verify|factory_reset|retire))"
     r"|factory_actions)/?$"
 )
 _KEY = re.compile(r"^[\x20-\x7e]{1,255}$")

@@ -57,6 +57,7 @@ def reserve(page: Any, model: str, count: int, *, shots: bool = False) -> None:
     page.route("**/dashboard/actions/reserve", while_running)
     dialog.get_by_role("button", name="Reserve", exact=True).click()
     expect(page.locator("[data-done]")).to_contain_text(f"Reserved {count} {model} DSN")
+    expect(page.get_by_test_id("done-range")).to_contain_text("AC000W" if count == 1 else " … ")
     page.unroute("**/dashboard/actions/reserve")
 
 
@@ -131,8 +132,12 @@ def test_module_maker_reserves_uploads_and_searches(
     screenshot(page, "upload-dialog")
     upload(page, "manufacture", log, validate=True)
     expect(dialog.get_by_test_id("result-banner")).to_contain_text("Validation found 1 line that would fail")
+    # A failed validate opens on its problems; "All" shows every line, in the dialog.
     expect(dialog.locator("tr.outcome-invalid")).to_contain_text("mac not-a-mac is not 12 hex digits")
+    expect(dialog.locator("tr.outcome-applied")).to_have_count(0)
+    dialog.get_by_test_id("lines-all").click()
     expect(dialog.locator("tr.outcome-applied").first).to_contain_text("mac: (none) → 000000000001")
+    expect(dialog).to_be_visible()
     screenshot(page, "upload-validated")
     upload(page, "manufacture", log, validate=False)
     banner = dialog.get_by_test_id("result-banner")
@@ -145,8 +150,8 @@ def test_module_maker_reserves_uploads_and_searches(
     expect(page.locator("tr[data-action]")).to_have_count(3)
     screenshot(page, "actions")
 
-    # The submitted upload's own page.
-    page.locator("tr[data-action]").first.get_by_role("link", name=re.compile("Details")).click()
+    # The submitted upload's own page: a click anywhere on its row opens it.
+    page.locator("tr[data-action]").first.locator("td").nth(2).click()
     expect(page.get_by_test_id("result-banner")).to_contain_text("1 line failed")
     screenshot(page, "action-detail")
 
@@ -162,20 +167,26 @@ def test_module_maker_reserves_uploads_and_searches(
     expect(page.locator(".filter-summary")).to_contain_text("of type manufacture")
 
     # DSN View: wildcard, then a date range.
-    today = datetime.now(UTC).date()
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
     tab(page, "DSN View")
     page.get_by_label("DSN", exact=True).fill(dsns[0][:-1] + "?")
     page.get_by_role("button", name="Search", exact=True).click()
     expect(page.locator("#devices-table tbody tr[data-dsn]")).to_have_count(min(5, 9))
     page.get_by_label("DSN", exact=True).fill("AC000W*")
     page.get_by_label("Status").select_option("manufactured")
-    page.get_by_label("Reserved after").fill(today.isoformat())
-    page.get_by_label("Reserved before").fill(today.isoformat())
+    # From inclusive, before exclusive, to the minute: as the API's reserved_after/_before.
+    page.get_by_label("Reserved from (inclusive)").fill((now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Reserved before (exclusive)").fill(
+        (now + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M")
+    )
     page.get_by_role("button", name="Search", exact=True).click()
     expect(page.locator("#devices-table tbody tr[data-dsn]")).to_have_count(4)
+    expect(page.get_by_test_id("match-count")).to_have_text("4 devices match")
     screenshot(page, "dsn-view")
-    page.get_by_label("Reserved after").fill((today + timedelta(days=1)).isoformat())
-    page.get_by_label("Reserved before").fill((today + timedelta(days=2)).isoformat())
+    page.get_by_label("Reserved from (inclusive)").fill((now + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("Reserved before (exclusive)").fill(
+        (now + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    )
     page.get_by_role("button", name="Search", exact=True).click()
     expect(page.locator("#devices-table tr.empty")).to_contain_text("No device matches")
     page.get_by_role("link", name="Clear").click()
@@ -322,3 +333,107 @@ def test_other_roles_see_only_their_controls_and_foreign_urls_are_404(
     assert focused == "Factory Actions"
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"
+
+
+AXE = Path(__file__).with_name("axe.min.js")  # axe-core (MPL-2.0), vendored: no network in CI
+SERIOUS = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}"""
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now."""
+    page.wait_for_load_state("load")
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text())
+    found: list[str] = page.evaluate(SERIOUS)
+    return found
+
+
+def watch_console(page: Any) -> list[str]:
+    """Console errors and uncaught exceptions of the page (CSP violations show up here too)."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def test_rows_layout_accessibility_and_console(
+    working_server: WorkingServer,
+    world: World,
+    pool: Callable[[int], None],
+    new_page: Callable[..., Any],
+) -> None:
+    from playwright.sync_api import expect
+
+    pool(3)
+    reserved = world.client.post(
+        "/devicefactory/v1/devices/reserve",
+        json={"model": "AY001MTP1", "count": 3},
+        headers=world.headers("mm"),
+    )
+    assert reserved.status_code == 200, reserved.text
+    dsn = reserved.json()[0]["device"]["dsn"]
+    action_id = reserved.headers["X-Factory-Action"]
+
+    page = new_page(working_server.url, {"width": 1366, "height": 768})
+    errors = watch_console(page)
+    page.goto("/dashboard")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("status")).to_have_count(0)  # a first visit: no "session has ended"
+    assert serious_violations(page) == [], "sign-in page"
+    sign_in(page, world.emails["mm"])
+
+    # The whole row opens the action; so does its first cell's link, from the keyboard.
+    row = page.locator(f"tr[data-action='{action_id}']")
+    row.locator("td").nth(4).click()
+    expect(page).to_have_url(re.compile(rf"/dashboard/actions/{action_id}$"))
+    expect(page.get_by_test_id("reserved-range")).to_contain_text(f"{dsn} … ")
+    assert serious_violations(page) == [], "action page"
+    page.go_back()
+    page.locator(f"tr[data-action='{action_id}'] [data-testid=action-link]").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(rf"/dashboard/actions/{action_id}$"))
+    page.go_back()
+    assert serious_violations(page) == [], "actions list"
+
+    for url, name in (
+        ("/dashboard/devices", "DSN View"),
+        (f"/dashboard/devices/{dsn}", "device page"),
+        (f"/dashboard/devices/{dsn}/jobs", "jobs page"),
+    ):
+        page.goto(url)
+        assert serious_violations(page) == [], name
+    expect(page.get_by_test_id("related-dsn")).to_have_count(2)
+    page.get_by_test_id("related-dsn").first.focus()
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"  # a visible focus ring
+
+    # 800 px and 1920 px: the actions table fits its container (nothing clipped or hidden),
+    # the page itself never scrolls sideways; the wide DSN table scrolls inside its own box.
+    for width in (800, 1920):
+        page.set_viewport_size({"width": width, "height": 768})
+        page.goto("/dashboard")
+        wrap = page.locator(".table-wrap").first
+        box = wrap.bounding_box()
+        assert box is not None
+        cells = page.locator("#actions-table tr > *")
+        for i in range(cells.count()):
+            cell = cells.nth(i).bounding_box()
+            assert cell is not None
+            where = (width, cells.nth(i).inner_text())
+            assert cell["x"] >= box["x"] - 1, where
+            assert cell["x"] + cell["width"] <= box["x"] + box["width"] + 1, where
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        screenshot(page, f"actions-{width}")
+        page.goto("/dashboard/devices")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        screenshot(page, f"dsn-view-{width}")
+    assert errors == []
+
+    # The check itself works: an input without a label is a critical finding.
+    page.evaluate("document.querySelector('main').append(document.createElement('input'))")
+    assert any(found.startswith("label (critical)") for found in serious_violations(page))

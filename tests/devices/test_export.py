@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import anyio
@@ -21,7 +21,7 @@ from tests.conftest import day
 from tests.devices.test_search import D, fleet, found
 from tests.world import PASSWORD, World
 
-from devicefactory.devices import export
+from devicefactory.devices import export, queries
 from devicefactory.devices.schemas import MASK
 
 EXPORT = f"{api.V1}/devices.csv"
@@ -214,13 +214,13 @@ def test_a_client_that_goes_away_stops_the_export_and_frees_its_slot(
     app = world.client.app
     token = world.token("mm")
     pages_read: list[int] = []
-    real = export.queries.search_statement
+    real = queries.search_statement
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         pages_read.append(connections())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(export.queries, "search_statement", counting)
+    monkeypatch.setattr(queries, "search_statement", counting)
     sent: list[bytes] = []
     held_while_sending: list[int] = []
 
@@ -228,7 +228,7 @@ def test_a_client_that_goes_away_stops_the_export_and_frees_its_slot(
         gone = anyio.Event()
         asked = False
 
-        async def receive() -> dict[str, Any]:
+        async def receive() -> MutableMapping[str, Any]:
             nonlocal asked
             if not asked:
                 asked = True
@@ -236,7 +236,7 @@ def test_a_client_that_goes_away_stops_the_export_and_frees_its_slot(
             await gone.wait()
             return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 assert message["status"] == 200
             elif message["type"] == "http.response.body" and message.get("body"):

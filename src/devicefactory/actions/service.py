@@ -75,6 +75,21 @@ def search_actions(
     )
 
 
+FINAL_STATUSES = (ActionStatus.SUCCESS, ActionStatus.FAILURE)
+
+
+def offered_files(actor: Actor, action: FactoryAction) -> list[tuple[str, str]]:
+    """(kind, label) of the files ``action_file`` would give ``actor`` for this action now."""
+    files_ = [("csv", "CSV"), ("log", "LOG")]
+    if action.type == ActionType.RESERVE:
+        files_ += [("xml", "XML bundle")] if action.oem_id else []
+    elif action.status not in FINAL_STATUSES:
+        files_ = []
+    elif action.conflict + action.invalid:
+        files_ += [("failed", "Failed lines")]
+    return [(kind, label) for kind, label in files_ if actor.may_download(kind)]
+
+
 def count_actions(
     session: Session,
     actor: Actor,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session
@@ -39,15 +40,9 @@ COUNT_BOUND = 10_000
 FINAL = (ActionStatus.SUCCESS, ActionStatus.FAILURE)
 
 
-def action_files(action: FactoryAction) -> list[tuple[str, str]]:
-    """(kind, label) of the files an action offers."""
-    if action.type == ActionType.RESERVE:
-        files = [("csv", "CSV"), ("log", "LOG")]
-        return [*files, ("xml", "XML bundle")] if action.oem_id else files
-    if action.status not in FINAL:
-        return []
-    files = [("csv", "CSV"), ("log", "LOG")]
-    return [*files, ("failed", "Failed lines")] if action.conflict + action.invalid else files
+def action_files(actor: Actor) -> Callable[[FactoryAction], list[tuple[str, str]]]:
+    """The files an action offers this user, as the service says (for the templates)."""
+    return partial(service.offered_files, actor)
 
 
 def reservable_models(session: Session, actor: Actor) -> list[ModuleModel]:
@@ -102,7 +97,7 @@ def actions_page(request: Request, actor: DashboardActor, session: ReadSession) 
             "next_cursor": actions[-1].id if len(actions) == forms.ACTIONS_PAGE else None,
             "models": reservable_models(session, actor) if actor.may_reserve else [],
             "oems": oems,
-            "action_files": action_files,
+            "action_files": action_files(actor),
             "total": total,
             "count_bound": COUNT_BOUND,
             "done_range": reserved_range(session, actor, done) if done else None,
@@ -209,7 +204,7 @@ def _action_context(request: Request, session: Session, actor: Actor, action_id:
         "oem_names": oem_names(session, [action.oem_id]),
         "final": action.status in FINAL,
         "percent": 100 if action.status in FINAL else min(99, action.lines_done * 100 // total),
-        "files": [(kind, label) for kind, label in action_files(action) if actor.may_download(kind)],
+        "files": service.offered_files(actor, action),
     }
 
 

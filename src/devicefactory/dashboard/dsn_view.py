@@ -85,7 +85,7 @@ def devices_page(request: Request, actor: DashboardActor, session: ReadSession) 
             "quick_filters": QUICK_FILTERS,
             "more_filters": MORE_FILTERS,
             "columns": COLUMNS,
-            "oem_names": oem_names(session, [device.owner_oem_id for device in devices]),
+            "oem_names": oem_names(session, [device.reserved_by_oem_id for device in devices]),
         },
         status_code=error.status_code if error else 200,
     )

@@ -263,7 +263,7 @@ def _filtered(
         if low is not None:
             query = query.where(getattr(Device, column) >= low)
         if high is not None:
-            query = query.where(getattr(Device, column) <= high)
+            query = query.where(getattr(Device, column) < high)
     if search.action_id is not None:
         query = query.where(Device.dsn.in_(_dsns_of_action(actor, search.action_id)))
     if search.after_dsn is not None:
