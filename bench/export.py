@@ -53,14 +53,14 @@ class PeakSampler(threading.Thread):
 
     def __init__(self, pgid: int) -> None:
         super().__init__(daemon=True)
-        self.pgid, self.peak, self._stop = pgid, 0.0, threading.Event()
+        self.pgid, self.peak, self._done = pgid, 0.0, threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(0.1):
+        while not self._done.wait(0.1):
             self.peak = max(self.peak, group_rss_mb(self.pgid))
 
     def stop(self) -> float:
-        self._stop.set()
+        self._done.set()
         self.join()
         return self.peak
 

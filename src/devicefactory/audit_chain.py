@@ -19,9 +19,11 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from devicefactory.db import make_reader_engine
@@ -120,42 +122,54 @@ def fields_of(entry: AuditEntry) -> EntryFields:
     )
 
 
-def append(session: Session, fields: EntryFields) -> AuditEntry:
-    """Add one entry at the chain's end, in the caller's transaction (committed with it)."""
+# Built once: an entry is three short statements, and building them anew (or going through
+# the ORM's unit of work) cost more than running them (measured: ~2 ms a request down to
+# a fraction of one).
+_ENTRIES = cast(Table, AuditEntry.__table__)
+_HEADS = cast(Table, AuditHead.__table__)
+_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
+_UPDATE_HEAD = (
+    update(_HEADS)
+    .where(_HEADS.c.id == HEAD_ID)
+    .values(last_id=bindparam("new_id"), last_hash=bindparam("new_hash"), entries=_HEADS.c.entries + 1)
+)
+_LOCK_HEAD = select(_HEADS.c.last_hash).where(_HEADS.c.id == HEAD_ID).with_for_update()  # no-op on SQLite
+# Two writers that both find no head (a database emptied by hand) must not both fail.
+_NEW_HEAD = {
+    "postgresql": pg_insert(_HEADS).on_conflict_do_nothing(index_elements=["id"]),
+    "sqlite": sqlite_insert(_HEADS).on_conflict_do_nothing(index_elements=["id"]),
+}
+_NEW_HEAD_VALUES = {"id": HEAD_ID, "last_id": 0, "last_hash": ZERO_HASH, "entries": 0}
+
+
+def append(session: Session, fields: EntryFields) -> int:
+    """Add one entry at the chain's end, in the caller's transaction (committed with it);
+    returns its id."""
     fields = fields.fitted()
-    head = _locked_head(session)
-    entry = AuditEntry(
-        at=fields.at,
-        user_id=fields.user_id,
-        user_email=fields.user_email,
-        oem_id=fields.oem_id,
-        client=fields.client,
-        request_id=fields.request_id,
-        what=fields.what,
-        dsn=fields.dsn,
-        action_id=fields.action_id,
-        object=canonical_json(fields.object),
-        previous_hash=head.last_hash,
-        entry_hash=chain_hash(head.last_hash, fields),
-    )
-    session.add(entry)
-    session.flush()  # its id, for the head
-    head.last_id = entry.id
-    head.last_hash = entry.entry_hash
-    head.entries += 1
-    session.flush()
-    return entry
-
-
-def _locked_head(session: Session) -> AuditHead:
-    query = select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()  # no-op on SQLite
-    head = session.scalars(query).one_or_none()
-    if head is None:
+    connection = session.connection()
+    previous_hash = connection.execute(_LOCK_HEAD).scalar_one_or_none()
+    if previous_hash is None:
         # The migration writes the head; a database emptied by hand starts a new chain.
-        session.add(AuditHead(id=HEAD_ID, last_id=0, last_hash=ZERO_HASH, entries=0))
-        session.flush()
-        head = session.scalars(query).one()
-    return head
+        connection.execute(_NEW_HEAD[connection.dialect.name], _NEW_HEAD_VALUES)
+        previous_hash = connection.execute(_LOCK_HEAD).scalar_one()
+    entry_hash = chain_hash(previous_hash, fields)
+    values = {
+        "at": fields.at,
+        "user_id": fields.user_id,
+        "user_email": fields.user_email,
+        "oem_id": fields.oem_id,
+        "client": fields.client,
+        "request_id": fields.request_id,
+        "what": fields.what,
+        "dsn": fields.dsn,
+        "action_id": fields.action_id,
+        "object": canonical_json(fields.object),
+        "previous_hash": previous_hash,
+        "entry_hash": entry_hash,
+    }
+    entry_id: int = connection.execute(_INSERT_ENTRY, values).scalar_one()
+    connection.execute(_UPDATE_HEAD, {"new_id": entry_id, "new_hash": entry_hash})
+    return entry_id
 
 
 # --- verifying -------------------------------------------------------------------------------

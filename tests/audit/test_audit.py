@@ -428,10 +428,7 @@ def test_hash_is_sha256_of_previous_hash_and_canonical_json(session_factory: ses
 
     at = datetime(2026, 12, 3, 10, 0, 0, 123456, UTC)
     with session_scope(session_factory) as session:
-        entry = append(
-            session, EntryFields(at=at, what="test.one", user_id=7, dsn="AC1", object={"b": 1, "a": "é"})
-        )
-        stored = (entry.previous_hash, entry.entry_hash)
+        append(session, EntryFields(at=at, what="test.one", user_id=7, dsn="AC1", object={"b": 1, "a": "é"}))
     canonical = json.dumps(
         {
             "at": "2026-12-03T10:00:00.123456Z", "user_id": 7, "user_email": None, "oem_id": None,
@@ -440,9 +437,10 @@ def test_hash_is_sha256_of_previous_hash_and_canonical_json(session_factory: ses
         },
         sort_keys=True, separators=(",", ":"), ensure_ascii=False,
     )  # fmt: skip
-    assert stored == (ZERO_HASH, hashlib.sha256((ZERO_HASH + canonical).encode()).hexdigest())
-    (again,) = entries(session_factory)
-    assert chain_hash(again.previous_hash, fields_of(again)) == again.entry_hash
+    (stored,) = entries(session_factory)
+    assert stored.previous_hash == ZERO_HASH
+    assert stored.entry_hash == hashlib.sha256((ZERO_HASH + canonical).encode()).hexdigest()
+    assert chain_hash(stored.previous_hash, fields_of(stored)) == stored.entry_hash
 
 
 def run_verify(database_url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
