@@ -54,13 +54,16 @@ def _server(database_url: str, master_key_file: Path, tmp_path: Path, **options:
 
 
 def _until_busy(server: LiveServer, world: World, fleet: list[str], factory: sessionmaker[Session]) -> int:
-    """Upload the fleet's log; returns once it is being worked and keys are being made."""
-    action_id = upload_log(server, world, fleet)
-    wait_for_action(server, world, action_id, lambda a: a["progress"]["lines_done"] >= 300, timeout=60)
+    """Upload the fleet's log; returns once it is being worked and keys are being made.
+
+    The pool filler is waited for first: the upload, once started, may finish before the
+    first key is stored, and there would be nothing left to interrupt."""
     deadline = time.monotonic() + 60
     while _pool_size(factory) == 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _pool_size(factory) > 0, "the key pool filler is not running"
+    action_id = upload_log(server, world, fleet)
+    wait_for_action(server, world, action_id, lambda a: a["progress"]["lines_done"] >= 300, timeout=60)
     return action_id
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -263,7 +264,9 @@ def test_a_client_that_goes_away_stops_the_export_and_frees_its_slot(
         with anyio.fail_after(10):
             await app(scope, receive, send)
 
-    anyio.run(run)
+    # A thread of its own: a browser test on this worker may have left an event loop running here.
+    with ThreadPoolExecutor(1) as loop_thread:
+        loop_thread.submit(anyio.run, run).result()
     assert 2 <= len(sent) < 6, sent  # five device rows of "modules": it stopped early
     assert len(pages_read) < 5, pages_read
     assert set(held_while_sending) == {0}  # no connection held while a page is sent
