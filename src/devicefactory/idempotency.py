@@ -128,7 +128,10 @@ class IdempotencyMiddleware:
             return None
         try:
             with self.reader() as session:
-                return accounts.authenticate(session, access_token=token.strip(), now=self.clock()).user_id
+                caller = accounts.authenticate(
+                    session.connection(), access_token=token.strip(), now=self.clock()
+                )
+                return caller.user_id
         except Unauthorized:
             return None
 

@@ -8,27 +8,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.accounts import service as accounts
 from devicefactory.accounts.policy import Actor
 from devicefactory.http.caller import bearer_token, client_address
-from devicefactory.http.transaction import get_now
+from devicefactory.http.transaction import InEndpointThread, get_now
 from devicefactory.limits import RateLimit
 
 
-def get_actor(request: Request, now: Annotated[datetime, Depends(get_now)]) -> Actor:
-    """The caller, authenticated in a short read transaction of its own: on SQLite it
-    never takes the writer lock, and no connection is held while the request waits
-    for its endpoint's turn."""
+def caller_of(request: Request, token: str, now: datetime) -> Actor:
+    """The caller of ``token``, read through the reader (on SQLite it never takes the writer
+    lock), kept on the request for the audit log."""
     factory: sessionmaker[Session] = request.app.state.read_session_factory
-    with factory() as session:
-        actor = accounts.authenticate(session, access_token=bearer_token(request), now=now)
+    engine: Engine = factory.kw["bind"]
+    with engine.connect() as connection:
+        actor = accounts.authenticate(connection, access_token=token, now=now)
     request.state.actor = actor
     return actor
+
+
+async def get_actor(request: Request, now: Annotated[datetime, Depends(get_now)]) -> Actor:
+    """The caller of the bearer token, authenticated in the endpoint's worker thread
+    (``InEndpointThread``: no hop of its own), after the body has been read, and without
+    holding a connection while the request waits for its endpoint's turn."""
+    token = bearer_token(request)
+    return cast(Actor, InEndpointThread(lambda: caller_of(request, token, now)))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from devicefactory.accounts import queries
@@ -337,8 +338,10 @@ def sign_out(session: Session, *, access_token: str, now: datetime) -> None:
     session.flush()
 
 
-def authenticate(session: Session, *, access_token: str, now: datetime) -> Actor:
-    found = queries.find_caller(session, token_hash(access_token))
+def authenticate(connection: Connection, *, access_token: str, now: datetime) -> Actor:
+    """The caller of a bearer token: one narrow read on a bare connection (every request
+    runs it; a session would cost more than the query)."""
+    found = queries.find_caller(connection, token_hash(access_token))
     if found is None:
         raise Unauthorized()
     revoked_at, expires_at, user_id, email, role, oem_id, deactivated_at, module_manufacturer = found

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request, Response
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import FormData
 
-from devicefactory.accounts import service as accounts
+from devicefactory.accounts.access import caller_of
 from devicefactory.accounts.policy import Actor
 from devicefactory.dashboard import csrf
 from devicefactory.errors import Unauthorized
-from devicefactory.http.transaction import get_now
+from devicefactory.http.transaction import InEndpointThread, get_now
 
 PREFIX = "/dashboard"
 SESSION_COOKIE = "df_session"
@@ -69,21 +68,23 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def get_dashboard_actor(request: Request, now: Annotated[datetime, Depends(get_now)]) -> Actor:
+async def get_dashboard_actor(request: Request, now: Annotated[datetime, Depends(get_now)]) -> Actor:
     """The signed-in user; Unauthorized (a redirect to the sign-in page) otherwise.
 
-    Authenticated through the reader, as the API does: a POST's write transaction (on
-    SQLite, the single writer's lock) is not taken before the form has been read.
+    Authenticated through the reader, as the API does, in the endpoint's thread
+    (``InEndpointThread``): a POST's write transaction (on SQLite, the single writer's
+    lock) is not taken before the form has been read.
     """
     token = session_token(request)
     if token is None:
         raise Unauthorized("Please sign in")
-    factory: sessionmaker[Session] = request.app.state.read_session_factory
-    with factory() as session:
-        actor = accounts.authenticate(session, access_token=token, now=now)
-    request.state.actor = actor
-    request.state.dashboard_token = token
-    return actor
+
+    def authenticate() -> Actor:
+        actor = caller_of(request, token, now)
+        request.state.dashboard_token = token
+        return actor
+
+    return cast(Actor, InEndpointThread(authenticate))
 
 
 async def checked_form(request: Request) -> FormData:

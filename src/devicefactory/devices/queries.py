@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    CompoundSelect,
     Select,
     Table,
     and_,
@@ -16,9 +19,11 @@ from sqlalchemy import (
     delete,
     false,
     func,
+    literal,
     or_,
     select,
     true,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -54,7 +59,7 @@ def reachable(actor: Actor, reach: Reach = Reach.VIEW) -> ColumnElement[bool]:
     """
     if actor.is_platform_admin:
         return true()
-    oem = actor.oem_id
+    oem = _tenant(actor)
     if reach is Reach.FACTORY_RESET:
         return Device.owner_oem_id == oem
     if reach is Reach.RETIRE:
@@ -74,9 +79,15 @@ def reachable(actor: Actor, reach: Reach = Reach.VIEW) -> ColumnElement[bool]:
     return or_(*clauses) if clauses else false()
 
 
+def _tenant(actor: Actor) -> BindParameter[str | None]:
+    """The caller's OEM as a named parameter: a statement built for one caller serves
+    every caller of the same role and kind of OEM (``find_devices`` keeps them)."""
+    return bindparam("tenant_oem", actor.oem_id)
+
+
 def _retirable_by(actor: Actor) -> ColumnElement[bool]:
     """Devices its OEM reserved, of the kinds its role reserves and makes (OEM::Admin: all)."""
-    reserved = Device.reserved_by_oem_id == actor.oem_id
+    reserved = Device.reserved_by_oem_id == _tenant(actor)
     if actor.role is Role.OEM_ADMIN:
         return reserved
     kinds = [kind.value for kind in actor.reservable_kinds()]
@@ -159,19 +170,32 @@ def find_devices(
     """The reachable devices among ``dsns``, locked for the rest of the transaction (``lock``)."""
     found: dict[str, DeviceRecord] = {}
     unique = sorted({dsn for dsn in dsns if plausible_dsn(dsn)})
-    columns = [getattr(Device, name) for name in RECORD_COLUMNS]
+    connection = session.connection()  # Core rows: the ORM's result handling costs more here
+    query = _find_statement(actor, reach, lock)
     for start in range(0, len(unique), 900):  # under every database's bound-parameter limit
         chunk = unique[start : start + 900]
-        query = select(*columns).where(Device.dsn.in_(chunk), reachable(actor, reach))
-        if lock:
-            query = query.with_for_update()
-        found.update(
-            (row[0], DeviceRecord(dict(zip(RECORD_COLUMNS, row, strict=True))))
-            for row in session.execute(query)
-        )
+        rows = connection.execute(query, {"dsns": chunk, "tenant_oem": actor.oem_id})
+        found.update((row[0], DeviceRecord(dict(zip(RECORD_COLUMNS, row, strict=True)))) for row in rows)
     return found
 
 
+# Every manufacture and provision looks its devices up: the statement is built once per
+# shape of the tenant wall (the caller's role and kind of OEM), not once per request.
+_FIND_STATEMENTS: dict[tuple[Role, bool, Reach, bool], Select[Any]] = {}
+
+
+def _find_statement(actor: Actor, reach: Reach, lock: bool) -> Select[Any]:
+    shape = (actor.role, actor.module_manufacturer, reach, lock)
+    query = _FIND_STATEMENTS.get(shape)
+    if query is None:
+        query = _RECORDS.where(DEVICES.c.dsn.in_(bindparam("dsns", expanding=True)), reachable(actor, reach))
+        if lock:
+            query = query.with_for_update()
+        _FIND_STATEMENTS[shape] = query
+    return query
+
+
+_RECORDS = select(*(DEVICES.c[name] for name in RECORD_COLUMNS))
 _NEW = {name: f"new_{name}" for name in RECORD_COLUMNS}
 
 
@@ -198,20 +222,50 @@ def update_devices(session: Session, records: Iterable[DeviceRecord]) -> None:
 
 
 def unique_holders(session: Session, values: dict[str, set[str]]) -> dict[tuple[str, str], str]:
-    """Which device holds each of the given mac / hwsig values."""
+    """Which device holds each of the given mac / hwsig values: one statement for all the
+    names together while their values fit under every database's bound-parameter limit."""
     holders: dict[tuple[str, str], str] = {}
-    for name, wanted in values.items():
-        column = getattr(Device, name)
-        ordered = sorted(wanted)
-        for start in range(0, len(ordered), 900):
-            rows = session.execute(select(column, Device.dsn).where(column.in_(ordered[start : start + 900])))
-            holders.update(((name, value), dsn) for value, dsn in rows)
+    connection = session.connection()
+    for group in _groups_under_limit(values, 900):
+        query = _holders_statement(tuple(name for name, _ in group))
+        rows = connection.execute(query, dict(group))
+        holders.update(((name, value), dsn) for name, value, dsn in rows)
     return holders
 
 
+@functools.cache
+def _holders_statement(names: tuple[str, ...]) -> CompoundSelect[Any] | Select[Any]:
+    parts = [
+        select(literal(name), DEVICES.c[name], DEVICES.c.dsn).where(
+            DEVICES.c[name].in_(bindparam(name, expanding=True))
+        )
+        for name in names
+    ]
+    return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
+def _groups_under_limit(values: dict[str, set[str]], limit: int) -> Iterator[list[tuple[str, list[str]]]]:
+    """``(name, values)`` pieces in groups of at most ``limit`` values in all."""
+    group: list[tuple[str, list[str]]] = []
+    room = limit
+    for name, wanted in values.items():
+        ordered = sorted(wanted)
+        while ordered:
+            if room == 0:
+                yield group
+                group, room = [], limit
+            piece, ordered = ordered[:room], ordered[room:]
+            group.append((name, piece))
+            room -= len(piece)
+    if group:
+        yield group
+
+
+_MODEL_KINDS = select(ModuleModel.__table__.c.name, ModuleModel.__table__.c.kind)
+
+
 def model_kinds(session: Session) -> dict[str, str]:
-    rows = session.execute(select(ModuleModel.name, ModuleModel.kind)).all()
-    return {row[0]: row[1] for row in rows}
+    return {row[0]: row[1] for row in session.connection().execute(_MODEL_KINDS)}
 
 
 def jobs_of(session: Session, actor: Actor, dsn: str) -> Sequence[Job]:

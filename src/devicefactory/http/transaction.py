@@ -5,8 +5,10 @@ on PostgreSQL it may run on a replica-safe connection) or ``WriteSession``. The 
 is finished before the response leaves, never after:
 
 - a sync endpoint (the usual case) runs in one worker thread and commits there, right
-  after its work, so no connection is held while the request waits for the event loop
-  (the caller's authentication, accounts.access, is a short read of its own before it);
+  after its work, so no connection is held while the request waits for the event loop.
+  That is the request's only hop to the thread pool: the caller's authentication
+  (accounts.access) is an ``InEndpointThread`` value, a short read of its own run in the
+  same thread just before the endpoint, after every other dependency (the body) is in;
 - any error rolls the transaction back, except a ``ServiceError`` whose
   ``commit_recorded`` is true (a refused call that records a failed job: the record is
   the answer, so it commits);
@@ -76,8 +78,7 @@ class TransactionalRoute(APIRoute):
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        if not inspect.iscoroutinefunction(endpoint):
-            endpoint = _committing(endpoint)
+        endpoint = _resolving(endpoint) if inspect.iscoroutinefunction(endpoint) else _committing(endpoint)
         super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -98,12 +99,40 @@ class TransactionalRoute(APIRoute):
         return handle
 
 
+class InEndpointThread:
+    """A dependency's value worked out in the endpoint's own worker thread, just before the
+    endpoint runs: a dependency that needs the database (the caller's authentication) returns
+    one instead of asking for a thread of its own, so that a request makes one hop to the
+    thread pool, not two. The endpoint receives ``work()``'s result, never this object."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: Callable[[], object]) -> None:
+        self.work = work
+
+
+def _resolved(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {name: v.work() if isinstance(v, InEndpointThread) else v for name, v in kwargs.items()}
+
+
+def _resolving(endpoint: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
+    """An async endpoint (a stream, an upload): its deferred values in one hop before it runs."""
+
+    @functools.wraps(endpoint)
+    async def resolve_and_run(*args: Any, **kwargs: Any) -> Any:
+        if any(isinstance(value, InEndpointThread) for value in kwargs.values()):
+            kwargs = await run_in_threadpool(_resolved, kwargs)
+        return await endpoint(*args, **kwargs)
+
+    return resolve_and_run
+
+
 def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(endpoint)
     def run_and_commit(*args: Any, **kwargs: Any) -> Any:
         session = _request_session.get()
         try:
-            result = endpoint(*args, **kwargs)
+            result = endpoint(*args, **_resolved(kwargs))
         except ServiceError as error:
             if session is not None:
                 _finish(session, commit=error.commit_recorded)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
 from devicefactory.config import Settings
+from devicefactory.http.transaction import InEndpointThread
 from devicefactory.keys.crypto import Keyring
 from devicefactory.keys.master import KeyringSource, load_master_key
 
@@ -22,8 +23,10 @@ def keyring_source(request: Request) -> KeyringSource:
     return source
 
 
-def get_keyring(request: Request) -> Keyring:
-    return keyring_source(request).current()
+async def get_keyring(request: Request) -> Keyring:
+    """The current keyring, worked out in the endpoint's thread (loading the key file or
+    looking for a rotation may touch the disk and the database)."""
+    return cast(Keyring, InEndpointThread(lambda: keyring_source(request).current()))
 
 
 KeyringDep = Annotated[Keyring, Depends(get_keyring)]
