@@ -105,9 +105,10 @@ def create_app(
         ),
     )
     install_error_handlers(app)
+    # The factory line's calls first: routes are matched in order.
+    app.include_router(devices_router)
     app.include_router(users_router)
     app.include_router(admin_router)
-    app.include_router(devices_router)
     app.include_router(lifecycle_router)
     app.include_router(actions_router)
     app.include_router(webhooks_router)

@@ -27,6 +27,7 @@ from tests.api import (
 from tests.world import World
 
 from devicefactory.config import Settings
+from devicefactory.devices import queries
 from devicefactory.devices.dsn import format_dsn
 
 V1 = "/devicefactory/v1/devices"
@@ -561,6 +562,26 @@ def test_mac_and_hwsig_taken_by_another_device_are_afs_600(world: World, pool: P
     # With fresh values the second device goes through.
     fresh = {**MANUFACTURE, "mac": "aabbccddeeff", "hwsig": "fresh"}
     assert manufacture(world, second, fresh).status_code == 200
+
+
+def test_a_mac_taken_between_the_check_and_the_write_is_afs_600_with_its_job(
+    world: World, pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race a concurrent request can win on PostgreSQL: the check sees the mac free,
+    the database's unique index refuses the write. The call is refused whole, the device
+    keeps its state, and the refusal is recorded as the device's last job."""
+    pool(2)
+    first, second = reserve(world, count=2)
+    assert manufacture(world, first, MANUFACTURE).status_code == 200
+    monkeypatch.setattr(queries, "unique_holders", lambda *_: {})  # the check misses it
+    response = manufacture(world, second, {**MANUFACTURE, "hwsig": "fresh"})
+    assert_error(response, 422, "AFS-600", FAILURES + "mac or hwsig is already taken")
+    assert device(world, second)["status"] == "reserved"
+    assert device(world, second)["mac"] is None
+    assert jobs(world, second)[-1] == ("manufacture", "failure", "AFS-600")
+    assert [job for job in jobs(world, second) if job[0] == "manufacture"] == [
+        ("manufacture", "failure", "AFS-600")
+    ]
 
 
 def test_a_mac_taken_by_another_oems_device_is_afs_600(world: World, pool: Pool) -> None:

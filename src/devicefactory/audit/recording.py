@@ -133,6 +133,7 @@ def _answer_details(answer: object, route: object) -> dict[str, object]:
     reserve answered, and the id of what a create made."""
     details: dict[str, object] = {}
     content: object = answer
+    created = _status(answer, route) in (201, 202)
     if isinstance(answer, Response):
         content = None
         action = answer.headers.get("x-factory-action")
@@ -143,9 +144,9 @@ def _answer_details(answer: object, route: object) -> dict[str, object]:
         body = bytes(answer.body) if hasattr(answer, "body") else b""
         if body.startswith(b"["):
             details.update(_reserved(body))
-        elif "json" in answer.headers.get("content-type", "") and 0 < len(body) <= _SMALL_ANSWER:
+        elif created and "json" in answer.headers.get("content-type", "") and 0 < len(body) <= _SMALL_ANSWER:
             content = json.loads(body)
-    if _status(answer, route) in (201, 202) and isinstance(content, dict) and len(content) == 1:
+    if created and isinstance(content, dict) and len(content) == 1:
         ((kind, made),) = content.items()
         if isinstance(made, dict):
             details[kind] = {key: made[key] for key in _NAMING_KEYS if key in made}

@@ -8,10 +8,8 @@ rules need loaded in a few queries.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections.abc import Callable, Collection, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -296,7 +294,9 @@ def load_batch(
     """The devices of ``requests`` (and of ``also``) the actor reaches, the holders of their
     unique values and the model kinds; ``lock`` holds the devices' rows until commit."""
     reach = _REACH[operation]
-    devices = queries.find_devices(session, actor, [*(r.dsn for r in requests), *also], reach, lock=lock)
+    devices, model_kinds = queries.find_devices_and_kinds(
+        session, actor, [*(r.dsn for r in requests), *also], reach, lock=lock
+    )
     stored_status = {dsn: device.status for dsn, device in devices.items()}
     if overlay is not None:
         for dsn, changes in overlay.changes_of(list(devices)).items():
@@ -310,7 +310,7 @@ def load_batch(
     values["hwsig"] |= {f"mac-{mac}" for mac in macs}
     holders = overlay.holders_of(values) if overlay is not None else {}
     holders.update(queries.unique_holders(session, values))  # what is stored wins
-    kinds = {name: ModelKind(kind) for name, kind in queries.model_kinds(session).items()}
+    kinds = {name: ModelKind(kind) for name, kind in model_kinds.items()}
     return Batch(devices, kinds, holders, stored_status)
 
 
@@ -392,11 +392,13 @@ def provision_device(
 
 def _single(session: Session, actor: Actor, operation: str, request: Request, now: datetime) -> Result:
     try:
-        with _guarded(session):
-            (result,) = run_requests(session, actor, operation, [request], now=now, repeat_is_error=True)
+        (result,) = run_requests(session, actor, operation, [request], now=now, repeat_is_error=True)
     except IntegrityError:
-        # A concurrent request took the same mac or hwsig between our check and our
-        # write; the savepoint took this call's job with it, so record the refusal again.
+        # A concurrent request took the same mac or hwsig between our check and our write
+        # (PostgreSQL; SQLite's single writer excludes it). The request's transaction holds
+        # this call's work alone: roll it back whole (cheaper than a savepoint around every
+        # call) and record the refusal in a fresh one.
+        session.rollback()
         error = ValidationFailed.of(["mac or hwsig is already taken"])
         device = queries.find_devices(session, actor, [request.dsn], _REACH[operation]).get(request.dsn)
         if device is not None:
@@ -410,13 +412,3 @@ def _single(session: Session, actor: Actor, operation: str, request: Request, no
     if isinstance(result, ServiceError):
         raise result.recorded()  # the failed job must be committed with the refusal
     return result
-
-
-def _guarded(session: Session) -> AbstractContextManager[object]:
-    """A savepoint around the write, where a concurrent request can take a unique value
-    between our check and our write (PostgreSQL). A SQLite write transaction holds the
-    database's only write lock from its first statement, so no one can: the savepoint
-    (two more statements, compiled each time) would only cost."""
-    if session.get_bind().dialect.name == "sqlite":
-        return contextlib.nullcontext()
-    return session.begin_nested()

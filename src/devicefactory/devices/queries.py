@@ -39,6 +39,7 @@ from devicefactory.tenancy import visible_actions
 
 DEVICES = cast(Table, Device.__table__)
 JOBS = cast(Table, Job.__table__)
+MODELS = cast(Table, ModuleModel.__table__)
 
 
 class Reach(enum.Enum):
@@ -168,15 +169,25 @@ def find_devices(
     session: Session, actor: Actor, dsns: Sequence[str], reach: Reach, *, lock: bool = True
 ) -> dict[str, DeviceRecord]:
     """The reachable devices among ``dsns``, locked for the rest of the transaction (``lock``)."""
+    return find_devices_and_kinds(session, actor, dsns, reach, lock=lock)[0]
+
+
+def find_devices_and_kinds(
+    session: Session, actor: Actor, dsns: Sequence[str], reach: Reach, *, lock: bool = True
+) -> tuple[dict[str, DeviceRecord], dict[str, str]]:
+    """``find_devices``, and the kind of each found device's model, in the same statement."""
     found: dict[str, DeviceRecord] = {}
+    kinds: dict[str, str] = {}
     unique = sorted({dsn for dsn in dsns if plausible_dsn(dsn)})
     connection = session.connection()  # Core rows: the ORM's result handling costs more here
     query = _find_statement(actor, reach, lock)
     for start in range(0, len(unique), 900):  # under every database's bound-parameter limit
         chunk = unique[start : start + 900]
-        rows = connection.execute(query, {"dsns": chunk, "tenant_oem": actor.oem_id})
-        found.update((row[0], DeviceRecord(dict(zip(RECORD_COLUMNS, row, strict=True)))) for row in rows)
-    return found
+        for row in connection.execute(query, {"dsns": chunk, "tenant_oem": actor.oem_id}):
+            record = DeviceRecord(dict(zip(RECORD_COLUMNS, row[:-1], strict=True)))
+            found[record.dsn] = record
+            kinds[record.model] = row[-1]
+    return found, kinds
 
 
 # Every manufacture and provision looks its devices up: the statement is built once per
@@ -195,7 +206,12 @@ def _find_statement(actor: Actor, reach: Reach, lock: bool) -> Select[Any]:
     return query
 
 
-_RECORDS = select(*(DEVICES.c[name] for name in RECORD_COLUMNS))
+_MODEL_KIND = (
+    select(MODELS.c.kind)
+    .where(MODELS.c.name == DEVICES.c.model)
+    .scalar_subquery()  # a column, not a join: FOR UPDATE locks the devices' rows alone
+)
+_RECORDS: Select[Any] = select(*(DEVICES.c[name] for name in RECORD_COLUMNS), _MODEL_KIND)
 _NEW = {name: f"new_{name}" for name in RECORD_COLUMNS}
 
 
@@ -259,13 +275,6 @@ def _groups_under_limit(values: dict[str, set[str]], limit: int) -> Iterator[lis
             room -= len(piece)
     if group:
         yield group
-
-
-_MODEL_KINDS = select(ModuleModel.__table__.c.name, ModuleModel.__table__.c.kind)
-
-
-def model_kinds(session: Session) -> dict[str, str]:
-    return {row[0]: row[1] for row in session.connection().execute(_MODEL_KINDS)}
 
 
 def jobs_of(session: Session, actor: Actor, dsn: str) -> Sequence[Job]:
