@@ -7,7 +7,9 @@ with the page size lowered so that every export crosses several pages.
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests import api
 from tests.api import assert_error, ok
 from tests.conftest import day
+from tests.dashboard.conftest import dash
 from tests.devices.test_search import D, fleet, found
 from tests.world import PASSWORD, World
 
@@ -27,7 +30,7 @@ from devicefactory.devices.schemas import MASK
 
 EXPORT = f"{api.V1}/devices.csv"
 Params = Mapping[str, str]
-__all__ = ["fleet"]  # the fixture, used by name
+__all__ = ["dash", "fleet"]  # the fixtures, used by name
 
 
 def add_viewer(world: World, oem: str = "modules", admin: str = "mm_admin") -> str:
@@ -273,3 +276,32 @@ def test_a_client_that_goes_away_stops_the_export_and_frees_its_slot(
     heavy = app.state.heavy_reads  # type: ignore[attr-defined]
     assert heavy.in_flight(world.oem_ids["modules"]) == 0
     assert numbers(exported(world, "mm")) == [1, 2, 3, 4, 5]  # and the next export runs
+
+
+def test_the_dashboards_export_link_gives_the_pages_search_as_csv(
+    world: World, fleet: dict[str, int], dash: Any
+) -> None:
+    """DSN View's "Export CSV": the search on the page, every page of it, with the dashboard's
+    session; a viewer's secrets masked; signed out, no file."""
+    operator = dash("mm")
+    page = operator.get("/dashboard/devices", params={"status": "manufactured", "limit": "1"})
+    assert page.status_code == 200, page.text
+    link = re.search(r'href="(/dashboard/devices\.csv[^"]*)"[^>]*data-testid="devices-csv"', page.text)
+    assert link is not None, "no export link"
+    url = html.unescape(link[1])
+    assert "status=manufactured" in url
+    assert "limit" not in url
+    response = operator.get(url)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert tuple(rows[0]) == export.COLUMNS
+    got = [int(row[0][-9:]) for row in rows[1:]]
+    assert got == found(world, "mm", {"status": "manufactured", "limit": "500"})
+    viewer = dash(add_viewer(world))
+    masked = list(csv.DictReader(io.StringIO(viewer.get("/dashboard/devices.csv").text)))
+    assert masked
+    assert {row["wifi_setup_key"] for row in masked} == {MASK}
+    signed_out = world.client.get("/dashboard/devices.csv", follow_redirects=False)
+    assert signed_out.status_code in (302, 303)
+    assert "text/csv" not in signed_out.headers.get("content-type", "")

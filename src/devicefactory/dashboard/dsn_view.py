@@ -14,11 +14,12 @@ from devicefactory.dashboard import forms
 from devicefactory.dashboard.pages import DashboardRoute, render
 from devicefactory.dashboard.session import PREFIX, CheckedForm, DashboardActor
 from devicefactory.device_fields import FIELDS, DeviceField, Search
-from devicefactory.devices import related, service
+from devicefactory.devices import export, related, service
 from devicefactory.devices.schemas import seen_by
 from devicefactory.devices.search import STATUSES
 from devicefactory.errors import ValidationFailed
-from devicefactory.http.transaction import NowDep, ReadSession, WriteSession
+from devicefactory.http.streaming import stream_heavy
+from devicefactory.http.transaction import NowDep, ReadSession, ReadSessionsDep, WriteSession, record_event
 from devicefactory.tables.devices import Device
 
 router = APIRouter(prefix=PREFIX, route_class=DashboardRoute, include_in_schema=False)
@@ -79,6 +80,7 @@ def devices_page(request: Request, actor: DashboardActor, session: ReadSession) 
             "filtered": any(values[name] for name in forms.DEVICE_FIELDS),
             "next_url": next_url,
             "first_url": first_url,
+            "csv_url": f"{PREFIX}/devices.csv?{forms.device_query(params, cursor=None, limit=None)}",
             "models": accounts.list_models(session),
             "status_options": [(status, status.capitalize()) for status in STATUSES],
             "page_sizes": forms.DEVICES_PAGES,
@@ -89,6 +91,21 @@ def devices_page(request: Request, actor: DashboardActor, session: ReadSession) 
         },
         status_code=error.status_code if error else 200,
     )
+
+
+@router.get("/devices.csv")
+def devices_csv(request: Request, actor: DashboardActor, pages: ReadSessionsDep) -> Response:
+    """Every device the search matches, as the API's export streams it (docs/export.md):
+    all pages, in DSN order, secrets masked for a viewer; an audit entry."""
+    params = forms.device_search(request.query_params)
+    params.pop("limit", None)
+
+    def opened() -> export.DeviceExport:
+        file = export.export_devices(actor, params, pages=pages)
+        record_event(request, "devices.export", {"filters": params})
+        return file
+
+    return stream_heavy(request, actor, opened, {"Cache-Control": "no-store"})
 
 
 @router.get("/devices/{dsn}")
