@@ -437,3 +437,70 @@ def test_rows_layout_accessibility_and_console(
     # The check itself works: an input without a label is a critical finding.
     page.evaluate("document.querySelector('main').append(document.createElement('input'))")
     assert any(found.startswith("label (critical)") for found in serious_violations(page))
+
+
+def test_audit_funnel_anomalies_export_and_viewer_pages(
+    working_server: WorkingServer,
+    world: World,
+    pool: Callable[[int], None],
+    new_page: Callable[..., Any],
+) -> None:
+    """The pages of the audit log, the lifecycle funnel, the anomalies, the DSN View's export
+    and the read-only viewer, each as the role that uses it, with no console error and no
+    serious accessibility finding; their pictures illustrate the user guide."""
+    from playwright.sync_api import expect
+    from tests import api
+
+    pool(4)
+    dsns = api.reserve(world, count=4)
+    for n, dsn in enumerate(dsns[:2], start=1):
+        assert (
+            api.manufacture(world, dsn, {**api.manufacture_body(n), "wifi_setup_key": f"KEY{n}"}).status_code
+            == 200
+        )
+    # The third module claims the first one's mac: refused, and an anomaly with its evidence.
+    assert api.manufacture(world, dsns[2], {**api.manufacture_body(1), "hwsig": "sig-x"}).status_code == 422
+    viewer_email = "viewer@example.com"
+    created = world.client.post(
+        f"{api.V1}/admin/users",
+        json={"user": {"email": viewer_email, "password": PASSWORD, "role": "OEM::Viewer"}},
+        headers=world.headers("mm_admin"),
+    )
+    assert created.status_code == 201, created.text
+
+    page = new_page(working_server.url)
+    errors = watch_console(page)
+    sign_in(page, world.emails["mm_admin"])
+    tab(page, "Audit Log")
+    expect(page.get_by_role("heading", name="Audit Log")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("devices.manufacture")
+    assert serious_violations(page) == [], "audit log"
+    screenshot(page, "audit-log")
+    tab(page, "Funnel")
+    expect(page.get_by_role("heading", name="Lifecycle funnel")).to_be_visible()
+    assert serious_violations(page) == [], "funnel"
+    screenshot(page, "funnel")
+    tab(page, "Anomalies")
+    expect(page.get_by_role("heading", name="Anomalies")).to_be_visible()
+    expect(page.locator("main")).to_contain_text(dsns[2])  # the refused claim, as evidence
+    assert serious_violations(page) == [], "anomalies"
+    screenshot(page, "anomalies")
+    tab(page, "DSN View")
+    with page.expect_download() as download:
+        page.get_by_test_id("devices-csv").click()
+    exported = Path(download.value.path()).read_text()
+    assert all(dsn in exported for dsn in dsns)
+    assert "KEY1" in exported  # an admin sees the secret
+    assert errors == []
+
+    viewer = new_page(working_server.url)
+    viewer_errors = watch_console(viewer)
+    sign_in(viewer, viewer_email)
+    expect(viewer.get_by_role("button", name="Reserve DSNs")).to_have_count(0)  # changes nothing
+    tab(viewer, "DSN View")
+    viewer.goto(f"/dashboard/devices/{dsns[0]}")
+    expect(viewer.locator("main")).to_contain_text("****")
+    expect(viewer.locator("main")).not_to_contain_text("KEY1")
+    assert serious_violations(viewer) == [], "viewer's device page"
+    screenshot(viewer, "viewer-device")
+    assert viewer_errors == []

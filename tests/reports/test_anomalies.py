@@ -78,9 +78,10 @@ def test_a_mac_claimed_by_more_than_one_dsn_with_its_evidence(world: World, take
     assert evidence["created_by"] == world.emails["mm"]
     assert evidence["oem_id"] == world.oem_ids["modules"]
     assert "mac is already taken" in evidence["message"]
-    # The API call: its job, but the value it sent was never recorded.
+    # The API call: its job keeps the value it claimed, so the holder is named too.
     assert call["dsn"] == taken["b"]
-    assert call["identifiers"] == [{"field": "mac", "value": None, "held_by": None}]
+    assert call["identifiers"] == [{"field": "mac", "value": "000000000001", "held_by": taken["a"]}]
+    assert call["dsns"] == [taken["b"], taken["a"]]
     assert call["evidence"]["source"] == "api"
     assert call["evidence"]["action_id"] is None
     assert len(call["evidence"]["job_ids"]) == 1

@@ -368,13 +368,19 @@ def _run_one(
                 device, kind, actor, request, repeat_is_error=repeat_is_error, unique=batch
             )
     except ServiceError as error:
-        batch.jobs.append(job(error=error))
+        batch.jobs.append(job(error=error, claimed=claimed_identifiers(request.body)))
         return error
     owner = actor.oem_id if not actor.is_platform_admin else device.reserved_by_oem_id
     result = apply_decision(device, decision, operation=operation, owner=owner, now=now)
     batch.claim(device)
     batch.jobs.append(job(message=result.outcome.value))
     return result
+
+
+def claimed_identifiers(body: Mapping[str, object]) -> dict[str, str]:
+    """The unique values (mac, hwsig) a call claimed, cleaned as the rules clean them: kept
+    with a refusal as the anomalies' evidence."""
+    return {name: value for name in UNIQUE_FIELDS if (value := F.clean_unique(name, body.get(name)))}
 
 
 def manufacture_device(
@@ -402,9 +408,9 @@ def _single(session: Session, actor: Actor, operation: str, request: Request, no
         error = ValidationFailed.of(["mac or hwsig is already taken"])
         device = queries.find_devices(session, actor, [request.dsn], _REACH[operation]).get(request.dsn)
         if device is not None:
-            queries.insert_jobs(
-                session, [job_row(device, operation=operation, now=now, actor=actor, error=error)]
-            )
+            claimed = claimed_identifiers(request.body)
+            row = job_row(device, operation=operation, now=now, actor=actor, error=error, claimed=claimed)
+            queries.insert_jobs(session, [row])
             queries.update_devices(session, [device])
         raise error.recorded() from None
     if isinstance(result, NotFound):

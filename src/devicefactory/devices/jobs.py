@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ def job_row(
     action_id: int | None = None,
     error: ServiceError | None = None,
     message: str | None = None,
+    claimed: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A job for ``device``; also marks whether its latest job failed (errors=failure).
 
@@ -45,6 +47,7 @@ def job_row(
         "created_by": actor.email if actor else None,
         "created_at": now,
         "visible_to_oem_id": actor.oem_id if foreign and actor else None,
+        "claimed": json.dumps(dict(sorted(claimed.items()))) if error and claimed else None,
     }
 
 

@@ -84,12 +84,16 @@ def shared_identifiers(
 
 
 def _claimed(refusal: Refusal) -> list[tuple[str, str | None]]:
-    """(field, value) of each value the refusal says was taken; a call's value was not kept."""
+    """(field, value) of each value the refusal says was taken: from an upload's line, or
+    from what a refused call claimed (None for a call recorded before claims were kept)."""
     fields = E.taken_fields(refusal.evidence.message)
-    if refusal.line is None or refusal.action is None:
+    if refusal.line is not None and refusal.action is not None:
+        action = refusal.action
+        values = E.line_fields(refusal.line.raw, action.file_format, action.file_header)
+    elif refusal.job is not None and refusal.job.claimed:
+        values = E.call_claims(refusal.job.claimed)
+    else:
         return [(field, None) for field in fields]
-    action = refusal.action
-    values = E.line_fields(refusal.line.raw, action.file_format, action.file_header)
     return [(field, E.claimed_value(field, values) if E.is_unique_field(field) else None) for field in fields]
 
 

@@ -7,6 +7,7 @@ turn them back into fields and values.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 
@@ -59,6 +60,17 @@ def line_fields(raw: str, file_format: str | None, file_header: str | None) -> M
     else:
         parsed = parse_log_line(raw)
     return parsed.fields if isinstance(parsed, LogRecord) else {}
+
+
+def call_claims(claimed: str) -> Mapping[str, str]:
+    """What a refused API call claimed (``jobs.claimed``, a JSON object of field: value)."""
+    try:
+        values = json.loads(claimed)
+    except ValueError:
+        return {}
+    if not isinstance(values, dict):
+        return {}
+    return {str(name): str(value) for name, value in values.items() if isinstance(value, str)}
 
 
 def claimed_value(name: str, fields: Mapping[str, str]) -> str | None:

@@ -31,7 +31,7 @@ class Evidence(_Answer):
 class Identifier(_Answer):
     field: Literal["mac", "hwsig", "mac or hwsig"]
     value: str | None = Field(
-        description="The value claimed; null when it was not recorded (an API call keeps only its error)"
+        description="The value claimed; null when it was not recorded (a call refused before migration 0017)"
     )
     held_by: str | None = Field(
         description="The DSN that holds the value, when the caller may see that device; else null"

@@ -106,6 +106,9 @@ class Job(Base):
     # A refused call by an OEM that neither reserved nor owns the device is that OEM's
     # record alone (§11): the device's own OEMs do not see it.
     visible_to_oem_id: Mapped[str | None] = mapped_column(String(8), default=None)
+    # A refused manufacture or provision: the unique values it claimed (mac, hwsig) as a JSON
+    # object, the evidence of an anomaly (an upload line keeps its raw line instead).
+    claimed: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class UsedVerifyToken(Base):
