@@ -188,11 +188,14 @@ def in_process_run(directory: Path, log_file: Path) -> InProcess:
     factory = make_session_factory(engine)
     settings = Settings(database_url=url, master_key_file=MASTER_KEY_FILE)
     try:
-        with session_scope(factory) as session, log_file.open("rb") as stream:
+        with factory() as session:
             user = account_queries.get_user_by_email(session, EMAIL)
             assert user is not None
             assert user.oem_id is not None
             actor = actor_for(user, account_queries.get_oem(session, user.oem_id))
+        # A session of its own, used only after the file is stored: the store writes in short
+        # transactions of its own, and SQLite's pool holds one connection.
+        with session_scope(factory) as session, log_file.open("rb") as stream:
             action_id = create_upload_action(
                 session,
                 actor,
