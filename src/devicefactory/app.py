@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -30,6 +31,7 @@ from devicefactory.health import not_ready_because
 from devicefactory.http.errors import error_response, install_error_handlers
 from devicefactory.http.middleware import RequestContextMiddleware
 from devicefactory.idempotency import IdempotencyMiddleware
+from devicefactory.keys.access import watch_keyring
 from devicefactory.lifecycle.router import router as lifecycle_router
 from devicefactory.limits import InFlightLimit, RateLimit
 from devicefactory.logs import configure_logging
@@ -67,8 +69,14 @@ def create_app(
     metrics.add_database_gauges(lambda: database_gauges(reader))
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        watcher = threading.Thread(target=watch_keyring, args=(app, stop), name="keyring-watch", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
 
     app = FastAPI(
         title="Device Factory Service",

@@ -203,6 +203,61 @@ def test_a_rotation_killed_midway_resumes_and_the_service_keeps_verifying(
     assert not any(_opens(Keyring(old), pair) for pair in _sealed(session_factory))
 
 
+@pytest.mark.slow
+def test_web_processes_idle_during_a_rotation_verify_after_it(
+    world: World,
+    key_cache: KeyCache,
+    session_factory: sessionmaker[Session],
+    database_url: str,
+    master_key_file: Path,
+    tmp_path: Path,
+) -> None:
+    """Two web processes in directories of their own, each with its own copy of the master
+    key file, take no request while `master-key rotate` runs to its end (the database then
+    no longer holds the new key in any form); both verify devices reserved before it."""
+    key_cache.fill_pool(session_factory, 4)
+    servers = []
+    for name in ("web-a", "web-b"):
+        home = tmp_path / name
+        home.mkdir()
+        key_file = home / "master.key"
+        key_file.write_bytes(master_key_file.read_bytes())
+        key_file.chmod(0o600)
+        servers.append(LiveServer(database_url, key_file, home))
+    try:
+        for server in servers:
+            server.start()
+        headers = {"Authorization": f"auth_token {world.token('mm')}"}
+        reserved = httpx.post(
+            f"{servers[0].url}{DEVICES}/reserve", json={"model": "AY001MTP1", "count": 3}, headers=headers
+        )
+        assert reserved.status_code == 200, reserved.text
+        devices = [item["device"] for item in reserved.json()]
+        rotator = tmp_path / "operator"  # the operator's host: a copy of the key of its own
+        rotator.mkdir()
+        (rotator / "master.key").write_bytes(master_key_file.read_bytes())
+        (rotator / "master.key").chmod(0o600)
+        new_file = rotator / "new.key"
+        finished = subprocess.run(
+            [sys.executable, "-m", "devicefactory", "master-key", "rotate", "--new-key-file", str(new_file)],
+            env={**servers[0].env, "DEVICEFACTORY_MASTER_KEY_FILE": str(rotator / "master.key")},
+            cwd=rotator,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+        new = MasterKey.load_or_create(new_file)
+        assert {pair.key_id for pair in _sealed(session_factory)} == {new.key_id}
+        with session_factory() as session:  # finished: the new key is nowhere in the database
+            assert session.scalars(select(MasterKeyRotation.wrapped_key)).all() == [None]
+        assert _verify_live(servers[0], headers, devices[0]) == 200
+        assert _verify_live(servers[1], headers, devices[1]) == 200  # never used its keyring before
+    finally:
+        for server in servers:
+            server.stop()
+
+
 def _verify_live(server: LiveServer, headers: dict[str, str], device: dict[str, str]) -> int:
     time.sleep(1.01)  # each token its own second: a token is accepted once
     message = f"{device['dsn']}:{int(time.time())}".encode()

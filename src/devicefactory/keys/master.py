@@ -35,8 +35,10 @@ from devicefactory.tables.keys import MasterKeyRotation, PoolKey
 log = logging.getLogger("devicefactory.keys")
 REFRESH_SECONDS = 5.0
 BATCH = 500
-# Once nothing is left, look again after a process could have learnt the new key.
-SETTLE_SECONDS = REFRESH_SECONDS + 1
+# Once nothing is left, wait until every running process has looked for the rotation at
+# least once more (each looks every REFRESH_SECONDS, idle or not; twice that, for a loaded
+# host), then look for keys sealed with the old key meanwhile.
+SETTLE_SECONDS = 2 * REFRESH_SECONDS + 1
 
 
 def load_master_key(settings: Settings, path: Path | None = None) -> MasterKey:
