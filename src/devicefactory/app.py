@@ -38,6 +38,7 @@ from devicefactory.logs import configure_logging
 from devicefactory.metrics import Metrics
 from devicefactory.reports.router import router as reports_router
 from devicefactory.storage import FileStore
+from devicefactory.webhooks.router import deliveries_router
 from devicefactory.webhooks.router import router as webhooks_router
 
 API_DESCRIPTION = """\
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(lifecycle_router)
     app.include_router(actions_router)
     app.include_router(webhooks_router)
+    app.include_router(deliveries_router)
     app.include_router(audit_router)
     app.include_router(reports_router)
     audit_recording.install(app)  # every change and download is an audit entry (SPEC §13)

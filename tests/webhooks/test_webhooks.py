@@ -440,6 +440,34 @@ def test_redelivery_sends_the_same_delivery_again(
     assert_error(redeliver(world, "mm_admin", hook["id"], "0" * 32), 404, "AFS-404")
 
 
+@pytest.mark.parametrize("path", ["/devicefactory/v1/deliveries", f"{HOOKS}/deliveries"])
+def test_a_delivery_is_redelivered_by_its_id_alone(
+    world: World, receiver: Receiver, pool: Pool, sender: WebhookSender, path: str
+) -> None:
+    """SPEC §13's `.../deliveries/:id/redeliver`: the delivery id is unique, so its webhook's
+    id is not needed; another OEM's delivery reads as an unknown one."""
+    pool(1)
+    hook = register(world, "mm_admin", receiver.url)
+    reserve(world, "mm")
+    send_until(sender, lambda: len(receiver.received) == 1)
+    (delivery,) = deliveries(world, "mm_admin", hook["id"])
+    url = f"{path}/{delivery['id']}/redeliver"
+    assert_same_as_unknown(
+        lambda i: world.client.post(f"{path}/{i}/redeliver", headers=world.headers("product_admin")),
+        delivery["id"],
+        "0" * 32,
+    )
+    assert_error(world.client.post(url, headers=world.headers("mm")), 403, "AFS-403")
+    response = world.client.post(url, headers=world.headers("mm_admin"))
+    assert response.status_code == 202, response.text
+    assert (response.json()["delivery"]["id"], response.json()["delivery"]["status"]) == (
+        delivery["id"],
+        "pending",
+    )
+    send_until(sender, lambda: len(receiver.received) == 2)
+    assert receiver.received[1].headers["X-DeviceFactory-Delivery"] == delivery["id"]
+
+
 def test_a_finished_upload_and_a_factory_reset_are_delivered(
     world: World,
     receiver: Receiver,

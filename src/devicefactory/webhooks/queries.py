@@ -47,6 +47,15 @@ def find_delivery(session: Session, webhook_id: int, delivery_id: str) -> Webhoo
     )
 
 
+def find_oems_delivery(session: Session, oem_id: str, delivery_id: str) -> WebhookDelivery | None:
+    """A delivery of one of ``oem_id``'s webhooks, by its id."""
+    return session.scalar(
+        select(WebhookDelivery)
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(Webhook.oem_id == oem_id, WebhookDelivery.id == delivery_id)
+    )
+
+
 # --- the sender -------------------------------------------------------------------------
 
 

@@ -49,3 +49,15 @@ def list_deliveries(
 def redeliver(webhook_id: str, delivery_id: str, actor: ActorDep, session: WriteSession) -> dict[str, Any]:
     """Queue a delivery again (same delivery id), to be sent as soon as a sender is free."""
     return {"delivery": delivery_json(service.redeliver(session, actor, webhook_id, delivery_id))}
+
+
+# SPEC §13 names redelivery ".../deliveries/:id/redeliver": the delivery's id is unique, so it
+# is also accepted without its webhook's, under /webhooks and under /devicefactory/v1.
+deliveries_router = APIRouter(prefix="/devicefactory/v1", tags=["webhooks"], route_class=TransactionalRoute)
+
+
+@router.post("/deliveries/{delivery_id}/redeliver", status_code=202)
+@deliveries_router.post("/deliveries/{delivery_id}/redeliver", status_code=202)
+def redeliver_by_id(delivery_id: str, actor: ActorDep, session: WriteSession) -> dict[str, Any]:
+    """Queue a delivery again, named by its id alone (`X-DeviceFactory-Delivery`)."""
+    return {"delivery": delivery_json(service.redeliver_by_id(session, actor, delivery_id))}

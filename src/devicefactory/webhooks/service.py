@@ -126,6 +126,19 @@ def redeliver(session: Session, actor: Actor, webhook_id: str, delivery_id: str)
     delivery = queries.find_delivery(session, hook.id, delivery_id)
     if delivery is None:
         raise NotFound(f"Delivery {delivery_id} not found")
+    return _queue_again(session, delivery)
+
+
+def redeliver_by_id(session: Session, actor: Actor, delivery_id: str) -> WebhookDelivery:
+    """``redeliver`` named by the delivery's id alone (it is unique: the
+    X-DeviceFactory-Delivery header); another OEM's reads as one that does not exist."""
+    delivery = queries.find_oems_delivery(session, _oem_of(actor), delivery_id)
+    if delivery is None:
+        raise NotFound(f"Delivery {delivery_id} not found")
+    return _queue_again(session, delivery)
+
+
+def _queue_again(session: Session, delivery: WebhookDelivery) -> WebhookDelivery:
     delivery.status = DeliveryStatus.PENDING
     delivery.attempts = 0
     delivery.next_attempt_at = None
