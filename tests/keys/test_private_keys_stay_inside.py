@@ -185,6 +185,37 @@ def _every_database_value(factory: sessionmaker[Session]) -> list[bytes]:
     return values
 
 
+def test_two_fillers_of_one_pool_stop_near_its_target(
+    session_factory: sessionmaker[Session], master_key_file: Path
+) -> None:
+    """Two workers' fillers on one pool: each counts the other's keys while it fills, so the
+    pool ends within the keys they had in flight of its target, not at twice it."""
+    import threading
+
+    from devicefactory.keys.pool import KEYS_PER_TASK, KeyPoolFiller
+
+    key = MasterKey.load_or_create(master_key_file)
+    target, workers = 24, 1
+    fillers = [
+        KeyPoolFiller(session_factory, key, target=target, workers=workers, poll_seconds=0) for _ in range(2)
+    ]
+    stop = threading.Event()
+    threads = [threading.Thread(target=filler.run, args=(stop,)) for filler in fillers]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while fillers[0]._size() < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)  # what was in flight is stored by now
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    in_flight_at_most = len(fillers) * workers * 2 * KEYS_PER_TASK
+    assert target <= fillers[0]._size() <= target + in_flight_at_most < 2 * target
+
+
 def test_a_pool_filled_by_workers_serves_a_reserve(
     world: World, session_factory: sessionmaker[Session], master_key_file: Path
 ) -> None:

@@ -76,8 +76,14 @@ class KeyPoolFiller:
         """Keep every core busy until ``deficit`` keys are stored (or we are stopped)."""
         in_flight: set[Future[list[SealedKeyPair]]] = set()
         scheduled = stored = 0
-        started = time.monotonic()
+        started = checked = time.monotonic()
         while (scheduled < deficit or in_flight) and not stop.is_set():
+            if time.monotonic() - checked >= self.poll_seconds:
+                # Other workers fill the same pool: schedule only what is still missing once
+                # their keys and ours in flight are counted (else each makes the whole deficit).
+                checked = time.monotonic()
+                missing = self.target - self._size() - (scheduled - stored)
+                deficit = min(deficit, scheduled + max(0, missing))
             while scheduled < deficit and len(in_flight) < self.workers * 2:
                 batch = min(KEYS_PER_TASK, deficit - scheduled)
                 # Asked per task: a rotation's new key seals from the next task on.
