@@ -13,6 +13,7 @@ from devicefactory.config import Settings
 from devicefactory.http.transaction import InEndpointThread
 from devicefactory.keys.crypto import Keyring
 from devicefactory.keys.master import KeyringSource, load_master_key
+from devicefactory.processes import pause
 
 log = logging.getLogger("devicefactory.keys")
 _CREATING = threading.Lock()
@@ -41,7 +42,7 @@ def watch_keyring(app: FastAPI, stop: threading.Event, every: float = 1.0) -> No
     idle while a rotation runs must still learn the new key before the rotation ends (the
     database then no longer holds it in any form), or it could open no re-sealed key."""
     failing = False
-    while not stop.wait(every):
+    while not pause(stop, every):  # not stop.wait(): see processes.pause
         try:
             keyring_source_of(app).current()  # reads the database at most every REFRESH_SECONDS
         except Exception as error:  # the database away for a while: say so once, keep looking
