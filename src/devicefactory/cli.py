@@ -18,7 +18,7 @@ from devicefactory.audit_chain import verify_database
 from devicefactory.config import Settings
 from devicefactory.db import make_engine, make_session_factory, session_scope
 from devicefactory.errors import ServiceError
-from devicefactory.keys.master import load_master_key, rotate
+from devicefactory.keys.master import SETTLE_SECONDS, load_master_key, rotate
 from devicefactory.logs import configure_logging
 from devicefactory.migrate import upgrade_database
 from devicefactory.processes import SERVE_PID_VARIABLE, end_with_serve
@@ -159,6 +159,7 @@ def master_key_rotate(settings: Settings, new_key_file: Path) -> None:
     current = load_master_key(settings)
     new = load_master_key(settings, new_key_file)
     click.echo(f"rotating from master key {current.key_id} to {new.key_id} ({new_key_file})")
+    click.echo(f"  running processes learn the new key first: re-sealing starts in {SETTLE_SECONDS:.0f} s")
 
     def progress(what: str, done: int, left: int) -> None:
         click.echo(f"  {what}: {done} re-sealed, {left} left")

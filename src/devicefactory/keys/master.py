@@ -35,9 +35,9 @@ from devicefactory.tables.keys import MasterKeyRotation, PoolKey
 log = logging.getLogger("devicefactory.keys")
 REFRESH_SECONDS = 5.0
 BATCH = 500
-# Once nothing is left, wait until every running process has looked for the rotation at
-# least once more (each looks every REFRESH_SECONDS, idle or not; twice that, for a loaded
-# host), then look for keys sealed with the old key meanwhile.
+# After announcing the new key, and again once nothing is left, wait until every running
+# process has looked for the rotation at least once more (each looks every REFRESH_SECONDS,
+# idle or not; twice that, for a loaded host).
 SETTLE_SECONDS = 2 * REFRESH_SECONDS + 1
 
 
@@ -114,6 +114,9 @@ def rotate(
     if new.key_id == current.key_id:
         raise ValueError("the new master key is the current one")
     _start(factory, current, new)
+    # Every running process learns the new key from the database within a look interval;
+    # re-sealing starts only once they all may have, so that none meets a key it cannot open.
+    time.sleep(SETTLE_SECONDS)
     keyring = Keyring(current)
     keyring.add(new)
     done = 0
