@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 
 JUNK_LINES = 30_000
 STORM_SECONDS = 8
+PACE = 0.1  # seconds between two rounds of A's work
 
 
 @pytest.fixture
@@ -106,6 +107,9 @@ class TenantA:
                     }
                     self._check(client.post(f"/devicefactory/v1/devices/{dsn}/manufacture", json=body))
                 self._check(client.get("/devicefactory/v1/devices", params={"dsn": "AC000W0*", "limit": 20}))
+                # A factory line's pace, not a flood: at most 2 x STORM_SECONDS / PACE reserves,
+                # within the pool the tests fill, however fast the service answers.
+                time.sleep(PACE)
 
     def watch_health(self) -> None:
         while not self.stop.is_set():
