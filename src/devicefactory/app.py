@@ -88,6 +88,9 @@ def create_app(
     app.state.settings = settings
     app.state.session_factory = factory
     app.state.read_session_factory = reader
+    # One writer connection per process on SQLite (db.py): the line's writes queue for it
+    # in the event loop (http/transaction.py); elsewhere writers run side by side.
+    app.state.writer_lane_width = 1 if factory.kw["bind"].dialect.name == "sqlite" else None
     app.state.clock = clock
     app.state.metrics = metrics
     app.state.file_store = FileStore(factory)

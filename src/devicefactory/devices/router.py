@@ -37,12 +37,12 @@ from devicefactory.http.caller import count_reserve
 from devicefactory.http.openapi import afs_errors, request_body
 from devicefactory.http.streaming import heavy_slot, stream_heavy
 from devicefactory.http.transaction import (
+    LineWriteSession,
     NowDep,
     ReadSession,
     ReadSessionsDep,
     SettingsDep,
     TransactionalRoute,
-    WriteSession,
     record_event,
 )
 from devicefactory.keys.access import KeyringDep
@@ -136,7 +136,7 @@ def reserve(
     body: JsonBody,
     request: Request,
     actor: ActorDep,
-    session: WriteSession,
+    session: LineWriteSession,
     settings: SettingsDep,
     now: NowDep,
 ) -> JSONResponse:
@@ -171,7 +171,9 @@ def reserve(
     },
     openapi_extra=request_body(bodies.ManufactureRequest),
 )
-def manufacture(dsn: str, body: JsonBody, actor: ActorDep, session: WriteSession, now: NowDep) -> Response:
+def manufacture(
+    dsn: str, body: JsonBody, actor: ActorDep, session: LineWriteSession, now: NowDep
+) -> Response:
     """Record what the module maker's line wrote into the module."""
     result = factory_data.manufacture_device(session, actor, dsn=dsn, body=body, now=now)
     # Rendered here: the answer is plain JSON already, and FastAPI's encoder walk is a hot
@@ -194,7 +196,7 @@ def manufacture(dsn: str, body: JsonBody, actor: ActorDep, session: WriteSession
     },
     openapi_extra=request_body(bodies.ProvisionRequest),
 )
-def provision(dsn: str, body: JsonBody, actor: ActorDep, session: WriteSession, now: NowDep) -> Response:
+def provision(dsn: str, body: JsonBody, actor: ActorDep, session: LineWriteSession, now: NowDep) -> Response:
     """Record the product maker's data; its OEM becomes the device's owner."""
     result = factory_data.provision_device(session, actor, dsn=dsn, body=body, now=now)
     return JSONResponse({"device": provision_json(result.device)})  # plain JSON: see manufacture
@@ -218,7 +220,7 @@ def verify(
     dsn: str,
     body: JsonBody,
     actor: ActorDep,
-    session: WriteSession,
+    session: LineWriteSession,
     now: NowDep,
     keyring: KeyringDep,
 ) -> dict[str, Any]:
@@ -235,7 +237,7 @@ def verify(
         **afs_errors(*_CALLER_ERRORS),
     },
 )
-def factory_reset(dsn: str, actor: ActorDep, session: WriteSession, now: NowDep) -> dict[str, Any]:
+def factory_reset(dsn: str, actor: ActorDep, session: LineWriteSession, now: NowDep) -> dict[str, Any]:
     """Clear the device's cloud-side state in four reported steps (OEM::Admin of the owner)."""
     device, steps = service.factory_reset(session, actor, dsn=dsn, now=now)
     return {"device": device_json(device), "steps": [asdict(step) for step in steps]}
@@ -254,7 +256,7 @@ def factory_reset(dsn: str, actor: ActorDep, session: WriteSession, now: NowDep)
         ),
     },
 )
-def retire(dsn: str, actor: ActorDep, session: WriteSession, now: NowDep) -> dict[str, Any]:
+def retire(dsn: str, actor: ActorDep, session: LineWriteSession, now: NowDep) -> dict[str, Any]:
     """Retire a reserved, never-manufactured DSN: its private key is destroyed, it no longer
     counts toward the reservation limit and is never issued again (docs/lifecycle.md).
 
