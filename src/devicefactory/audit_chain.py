@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from devicefactory.db import make_reader_engine
+from devicefactory.db import execute_one, make_reader_engine
 from devicefactory.tables.audit import AuditEntry, AuditHead
 
 ZERO_HASH = "0" * 64
@@ -127,7 +127,11 @@ def fields_of(entry: AuditEntry) -> EntryFields:
 # a fraction of one).
 _ENTRIES = cast(Table, AuditEntry.__table__)
 _HEADS = cast(Table, AuditHead.__table__)
-_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
+_INSERT_ENTRY = (
+    insert(_ENTRIES)
+    .values({c.name: bindparam(c.name) for c in _ENTRIES.c if c.name != "id"})
+    .returning(_ENTRIES.c.id)
+)
 _UPDATE_HEAD = (
     update(_HEADS)
     .where(_HEADS.c.id == HEAD_ID)
@@ -147,7 +151,7 @@ def append(session: Session, fields: EntryFields) -> int:
     returns its id."""
     fields = fields.fitted()
     connection = session.connection()
-    previous_hash = connection.execute(_LOCK_HEAD).scalar_one_or_none()
+    previous_hash = execute_one(connection, lambda: _LOCK_HEAD, {}, key="audit.lock_head")
     if previous_hash is None:
         # The migration writes the head; a database emptied by hand starts a new chain.
         connection.execute(_NEW_HEAD[connection.dialect.name], _NEW_HEAD_VALUES)
@@ -167,8 +171,10 @@ def append(session: Session, fields: EntryFields) -> int:
         "previous_hash": previous_hash,
         "entry_hash": entry_hash,
     }
-    entry_id: int = connection.execute(_INSERT_ENTRY, values).scalar_one()
-    connection.execute(_UPDATE_HEAD, {"new_id": entry_id, "new_hash": entry_hash})
+    entry_id: int = execute_one(connection, lambda: _INSERT_ENTRY, values, key="audit.insert_entry")
+    execute_one(
+        connection, lambda: _UPDATE_HEAD, {"new_id": entry_id, "new_hash": entry_hash}, key="audit.head"
+    )
     return entry_id
 
 

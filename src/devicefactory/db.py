@@ -269,17 +269,31 @@ class _DriverStatement:
     names: tuple[str, ...]
     positional: bool
     moments: tuple[int, ...]  # positions of UTCDateTime parameters
+    fixed: Mapping[str, Any]  # the values a statement holds itself (``id == 1``)
 
     @classmethod
     def of(cls, statement: Any, dialect: Dialect) -> _DriverStatement:
         compiled = statement.compile(dialect=dialect)
+        fixed = {name: value for name, value in compiled.params.items() if value is not None}
         if not compiled.positional:
-            return cls(str(compiled), tuple(compiled.params), False, ())
+            return cls(str(compiled), tuple(compiled.params), False, (), fixed)
         names = tuple(compiled.positiontup or ())
         moments = tuple(
             i for i, name in enumerate(names) if isinstance(compiled.binds[name].type, UTCDateTime)
         )
-        return cls(str(compiled), names, True, moments)
+        return cls(str(compiled), names, True, moments, fixed)
+
+    def parameters(self, row: Mapping[str, Any]) -> Any:
+        """``row`` shaped for the driver: a dict, or a tuple in the statement's order."""
+        if self.fixed:
+            row = {**self.fixed, **row}
+        if not self.positional:
+            return {name: row[name] for name in self.names}
+        values = [row[name] for name in self.names]
+        for i in self.moments:
+            if values[i] is not None:
+                values[i] = _stored_moment(values[i])
+        return tuple(values)
 
 
 _DRIVER_STATEMENTS: dict[tuple[str, Hashable], _DriverStatement] = {}
@@ -303,23 +317,44 @@ def execute_many(
     """
     if not rows:
         return
-    dialect = connection.dialect
+    statement = _driver_statement(connection.dialect, build, key)
+    _on_driver(connection, statement, [statement.parameters(row) for row in rows], many=True)
+
+
+def execute_one(
+    connection: Connection, build: Callable[[], Any], row: Mapping[str, Any], *, key: Hashable
+) -> Any:
+    """One short statement as ``execute_many`` runs them (compiled once per ``key``, on the
+    driver's own cursor); returns the first column of its first row (a RETURNING, a read),
+    or None. For the hottest statements, whose SQLAlchemy execution costs more than SQLite
+    takes to run them (measured: 18 us against 2 us for a one-row SELECT)."""
+    statement = _driver_statement(connection.dialect, build, key)
+    cursor = _on_driver(connection, statement, statement.parameters(row), many=False)
+    found = cursor.fetchone() if cursor.description else None
+    return None if found is None else found[0]
+
+
+def _driver_statement(dialect: Dialect, build: Callable[[], Any], key: Hashable) -> _DriverStatement:
     cache_key = (dialect.name, key)
     statement = _DRIVER_STATEMENTS.get(cache_key)
     if statement is None:
         statement = _DRIVER_STATEMENTS.setdefault(cache_key, _DriverStatement.of(build(), dialect))
-    if not statement.positional:
-        names = statement.names
-        connection.exec_driver_sql(statement.sql, [{name: row[name] for name in names} for row in rows])
-        return
-    parameters = []
-    for row in rows:
-        values = [row[name] for name in statement.names]
-        for i in statement.moments:
-            if values[i] is not None:
-                values[i] = _stored_moment(values[i])
-        parameters.append(tuple(values))
-    connection.exec_driver_sql(statement.sql, parameters)
+    return statement
+
+
+def _on_driver(connection: Connection, statement: _DriverStatement, parameters: Any, *, many: bool) -> Any:
+    """Run on the driver's cursor, in the connection's transaction; its errors are wrapped
+    as SQLAlchemy wraps them (an IntegrityError stays an IntegrityError)."""
+    dialect = connection.dialect
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if many:
+            cursor.executemany(statement.sql, parameters)
+        else:
+            cursor.execute(statement.sql, parameters)
+    except dialect.loaded_dbapi.Error as error:
+        raise exc.DBAPIError.instance(statement.sql, parameters, error, dialect.loaded_dbapi.Error) from error
+    return cursor
 
 
 def _stored_moment(value: datetime) -> str:
