@@ -270,18 +270,24 @@ class _DriverStatement:
     positional: bool
     moments: tuple[int, ...]  # positions of UTCDateTime parameters
     fixed: Mapping[str, Any]  # the values a statement holds itself (``id == 1``)
+    results: tuple[Callable[[Any], Any] | None, ...]  # how each result column is read
 
     @classmethod
     def of(cls, statement: Any, dialect: Dialect) -> _DriverStatement:
         compiled = statement.compile(dialect=dialect)
-        fixed = {name: value for name, value in compiled.params.items() if value is not None}
+        # Only anonymous literals: a named parameter (``tenant_oem``) always comes with the row.
+        fixed = {name: _bound(bind, dialect) for name, bind in compiled.binds.items() if bind.unique}
+        columns = getattr(statement, "exported_columns", ())
+        results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        )
         if not compiled.positional:
-            return cls(str(compiled), tuple(compiled.params), False, (), fixed)
+            return cls(str(compiled), tuple(compiled.params), False, (), fixed, results)
         names = tuple(compiled.positiontup or ())
         moments = tuple(
             i for i, name in enumerate(names) if isinstance(compiled.binds[name].type, UTCDateTime)
         )
-        return cls(str(compiled), names, True, moments, fixed)
+        return cls(str(compiled), names, True, moments, fixed, results)
 
     def parameters(self, row: Mapping[str, Any]) -> Any:
         """``row`` shaped for the driver: a dict, or a tuple in the statement's order."""
@@ -291,7 +297,7 @@ class _DriverStatement:
             return {name: row[name] for name in self.names}
         values = [row[name] for name in self.names]
         for i in self.moments:
-            if values[i] is not None:
+            if isinstance(values[i], datetime):
                 values[i] = _stored_moment(values[i])
         return tuple(values)
 
@@ -332,6 +338,29 @@ def execute_one(
     cursor = _on_driver(connection, statement, statement.parameters(row), many=False)
     found = cursor.fetchone() if cursor.description else None
     return None if found is None else found[0]
+
+
+def fetch_rows(
+    connection: Connection, build: Callable[[], Any], row: Mapping[str, Any], *, key: Hashable
+) -> list[tuple[Any, ...]]:
+    """The rows of a short read run as ``execute_one`` runs it, each a tuple of its columns
+    read as SQLAlchemy reads them (a UTC datetime from SQLite's text)."""
+    statement = _driver_statement(connection.dialect, build, key)
+    rows: list[tuple[Any, ...]] = _on_driver(
+        connection, statement, statement.parameters(row), many=False
+    ).fetchall()
+    if not any(statement.results):
+        return rows
+    readers = statement.results
+    return [
+        tuple(v if read is None else read(v) for read, v in zip(readers, found, strict=True))
+        for found in rows
+    ]
+
+
+def _bound(bind: Any, dialect: Dialect) -> Any:
+    process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+    return bind.value if process is None else process(bind.value)
 
 
 def _driver_statement(dialect: Dialect, build: Callable[[], Any], key: Hashable) -> _DriverStatement:

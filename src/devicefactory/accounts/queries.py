@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor
+from devicefactory.db import fetch_rows
 from devicefactory.tables.accounts import AuthToken, ModuleModel, Oem, SignInFailures, User
 
 
@@ -100,9 +101,10 @@ _FIND_CALLER = (
 
 
 def find_caller(connection: Connection, access_hash: str) -> Caller | None:
-    """What authenticating a request needs of its token, user and OEM, in one narrow row."""
-    row = connection.execute(_FIND_CALLER, {"access_hash": access_hash}).one_or_none()
-    return None if row is None else tuple(row)
+    """What authenticating a request needs of its token, user and OEM, in one narrow row
+    (on the driver's cursor: every request runs it)."""
+    rows = fetch_rows(connection, lambda: _FIND_CALLER, {"access_hash": access_hash}, key="find_caller")
+    return cast(Caller, rows[0]) if rows else None
 
 
 def get_oem_for_update(session: Session, oem_id: str) -> Oem | None:

@@ -26,10 +26,11 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from devicefactory.accounts.policy import Actor, Role
-from devicefactory.db import execute_many, insert_many
+from devicefactory.db import execute_many, fetch_rows, insert_many
 from devicefactory.devices.records import RECORD_COLUMNS, DeviceRecord
 from devicefactory.devices.search import DeviceSearch, literal_prefix, refuse_secret_filters
 from devicefactory.tables.accounts import ModuleModel
@@ -180,14 +181,27 @@ def find_devices_and_kinds(
     kinds: dict[str, str] = {}
     unique = sorted({dsn for dsn in dsns if plausible_dsn(dsn)})
     connection = session.connection()  # Core rows: the ORM's result handling costs more here
-    query = _find_statement(actor, reach, lock)
-    for start in range(0, len(unique), 900):  # under every database's bound-parameter limit
-        chunk = unique[start : start + 900]
-        for row in connection.execute(query, {"dsns": chunk, "tenant_oem": actor.oem_id}):
-            record = DeviceRecord(dict(zip(RECORD_COLUMNS, row[:-1], strict=True)))
-            found[record.dsn] = record
-            kinds[record.model] = row[-1]
+    for row in _find_rows(connection, actor, reach, lock, unique):
+        record = DeviceRecord(dict(zip(RECORD_COLUMNS, row[:-1], strict=True)))
+        found[record.dsn] = record
+        kinds[record.model] = row[-1]
     return found, kinds
+
+
+def _find_rows(
+    connection: Connection, actor: Actor, reach: Reach, lock: bool, dsns: list[str]
+) -> Iterator[Sequence[Any]]:
+    shape = (actor.role, actor.module_manufacturer, reach, lock)
+    if len(dsns) == 1:  # an API call: the same statement, on the driver's cursor
+        one = {"dsn": dsns[0], "tenant_oem": actor.oem_id}
+        yield from fetch_rows(
+            connection, lambda: _find_one_statement(actor, reach, lock), one, key=("find_one", *shape)
+        )
+        return
+    query = _find_statement(actor, reach, lock)
+    for start in range(0, len(dsns), 900):  # under every database's bound-parameter limit
+        chunk = dsns[start : start + 900]
+        yield from connection.execute(query, {"dsns": chunk, "tenant_oem": actor.oem_id})
 
 
 # Every manufacture and provision looks its devices up: the statement is built once per
@@ -204,6 +218,11 @@ def _find_statement(actor: Actor, reach: Reach, lock: bool) -> Select[Any]:
             query = query.with_for_update()
         _FIND_STATEMENTS[shape] = query
     return query
+
+
+def _find_one_statement(actor: Actor, reach: Reach, lock: bool) -> Select[Any]:
+    query = _RECORDS.where(DEVICES.c.dsn == bindparam("dsn"), reachable(actor, reach))
+    return query.with_for_update() if lock else query
 
 
 _MODEL_KIND = (
@@ -242,6 +261,13 @@ def unique_holders(session: Session, values: dict[str, set[str]]) -> dict[tuple[
     names together while their values fit under every database's bound-parameter limit."""
     holders: dict[tuple[str, str], str] = {}
     connection = session.connection()
+    if values and all(len(found) == 1 for found in values.values()):  # an API call: on the driver's cursor
+        names = tuple(values)
+        one = {name: next(iter(found)) for name, found in values.items()}
+        found_one = fetch_rows(
+            connection, lambda: _holders_statement(names, one=True), one, key=("holders", names)
+        )
+        return {(name, value): dsn for name, value, dsn in found_one}
     for group in _groups_under_limit(values, 900):
         query = _holders_statement(tuple(name for name, _ in group))
         rows = connection.execute(query, dict(group))
@@ -250,10 +276,12 @@ def unique_holders(session: Session, values: dict[str, set[str]]) -> dict[tuple[
 
 
 @functools.cache
-def _holders_statement(names: tuple[str, ...]) -> CompoundSelect[Any] | Select[Any]:
+def _holders_statement(names: tuple[str, ...], *, one: bool = False) -> CompoundSelect[Any] | Select[Any]:
     parts = [
         select(literal(name), DEVICES.c[name], DEVICES.c.dsn).where(
-            DEVICES.c[name].in_(bindparam(name, expanding=True))
+            DEVICES.c[name] == bindparam(name)
+            if one
+            else DEVICES.c[name].in_(bindparam(name, expanding=True))
         )
         for name in names
     ]
