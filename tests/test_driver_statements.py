@@ -122,3 +122,14 @@ def test_sqlite_statement_deadline_stops_a_long_statement_only(tmp_path: Path) -
             assert connection.exec_driver_sql("SELECT 3").scalar() == 3  # the connection still works
     finally:
         engine.dispose()
+
+
+def test_a_statement_with_an_in_list_answers_the_same(engine: Engine, samples: Table) -> None:
+    """An IN list's SQL is only complete with its values: such a statement still answers."""
+    query = select(samples.c.id).where(samples.c.owner.in_(["A", "C"]), samples.c.id >= bindparam("least"))
+    with engine.begin() as connection:
+        connection.execute(
+            insert(samples), [{"id": 1, "owner": "A"}, {"id": 2, "owner": "B"}, {"id": 3, "owner": "C"}]
+        )
+        assert fetch_rows(connection, lambda: query, {"least": 1}, key=("test", "in list")) == [(1,), (3,)]
+        assert execute_one(connection, lambda: query, {"least": 2}, key=("test", "in list")) == 3
