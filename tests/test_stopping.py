@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,26 @@ def test_after_sigkill_of_serve_no_child_outlives_it(
     finally:
         server.stop()
     _each_line_once(session_factory, action_id)
+
+
+def test_a_child_started_as_serve_dies_ends_at_once() -> None:
+    """A web worker that uvicorn started just before ``serve`` was killed comes up with
+    no parent-death signal to wait for: it must end by itself, not live on."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a serve process that has died (and been reaped)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from devicefactory.processes import end_with_serve; "
+            "end_with_serve(); time.sleep(60)",
+        ],
+        env={**os.environ, "DEVICEFACTORY_SERVE_PID": str(gone.pid)},
+    )
+    try:
+        child.wait(STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+        pytest.fail(f"a child of a dead serve lived on for {STOP_SECONDS}s")
+    assert child.returncode == -signal.SIGTERM

@@ -67,7 +67,19 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def end_with_serve() -> None:
-    """In a process that ``serve`` started: end with it."""
+    """In a process that ``serve`` started: end with it — at once if ``serve`` died while
+    this process was starting (uvicorn may have just replaced a web worker), when the
+    kernel's parent-death signal can no longer come."""
     serve_pid = os.environ.get(SERVE_PID_VARIABLE, "")
-    if serve_pid.isdigit() and int(serve_pid) == os.getppid():
+    if serve_pid.isdigit() and (int(serve_pid) == os.getppid() or not _alive(int(serve_pid))):
         end_with_parent(int(serve_pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # somebody else's process
+    return True
