@@ -99,18 +99,19 @@ class _TimedCursor(sqlite3.Cursor):
     """Gives each statement its deadline while it runs (see ``_TimedConnection``)."""
 
     def execute(self, sql: str, parameters: Any = (), /) -> _TimedCursor:
-        connection: _TimedConnection = self.connection  # type: ignore[assignment]
-        connection.deadline = time.monotonic() + connection.statement_seconds
-        try:
+        with self._deadline():
             return super().execute(sql, parameters)
-        finally:
-            connection.deadline = math.inf
 
     def executemany(self, sql: str, parameters: Any, /) -> _TimedCursor:
+        with self._deadline():
+            return super().executemany(sql, parameters)
+
+    @contextmanager
+    def _deadline(self) -> Iterator[None]:
         connection: _TimedConnection = self.connection  # type: ignore[assignment]
         connection.deadline = time.monotonic() + connection.statement_seconds
         try:
-            return super().executemany(sql, parameters)
+            yield
         finally:
             connection.deadline = math.inf
 
