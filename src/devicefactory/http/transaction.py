@@ -50,6 +50,7 @@ from starlette.concurrency import run_in_threadpool
 from devicefactory.config import Settings
 from devicefactory.db import session_scope
 from devicefactory.errors import ServiceError
+from devicefactory.http.line_writer import LineCall, LineWriter
 
 # Set by a middleware that must keep the answer with the change (idempotency.py): called
 # with the request's session and the rendered response just before the commit.
@@ -73,6 +74,12 @@ class AuditHook(Protocol):
 # The writer lane a LineWriteSession route waits in (None: the default thread limiter).
 _request_lane: contextvars.ContextVar[CapacityLimiter | None] = contextvars.ContextVar(
     "request_lane", default=None
+)
+
+# The process's group-committing writer a LineWriteSession route hands its work to (None:
+# a thread of the pool, in the lane above).
+_request_writer: contextvars.ContextVar[LineWriter | None] = contextvars.ContextVar(
+    "request_writer", default=None
 )
 
 # The request's session, seen by the endpoint's worker thread (contextvars are copied
@@ -99,7 +106,8 @@ class TransactionalRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
-            _request_lane.set(None)  # a LineWriteSession sets it again
+            _request_lane.set(None)  # a LineWriteSession sets them again
+            _request_writer.set(None)
             try:
                 response = await handler(request)
             except ServiceError as error:
@@ -145,13 +153,24 @@ def _resolving(endpoint: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..
 def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(endpoint)
     async def in_worker_thread(*args: Any, **kwargs: Any) -> Any:
+        writer = _request_writer.get()
+        session = _request_session.get()
+        if writer is not None and session is not None:
+            call = LineCall(
+                session,
+                prepare=functools.partial(_resolved, kwargs),
+                work=lambda resolved: run_and_finish(session, args, resolved),
+            )
+            return await writer.run(call)
         work = functools.partial(run_and_commit, *args, **kwargs)
         return await anyio.to_thread.run_sync(work, limiter=_request_lane.get())
 
     def run_and_commit(*args: Any, **kwargs: Any) -> Any:
-        session = _request_session.get()
+        return run_and_finish(_request_session.get(), args, _resolved(kwargs))
+
+    def run_and_finish(session: Session | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
-            result = endpoint(*args, **_resolved(kwargs))
+            result = endpoint(*args, **kwargs)
         except ServiceError as error:
             if session is not None:
                 _finish(session, commit=error.commit_recorded)
@@ -248,14 +267,22 @@ async def write_session(request: Request) -> Session:
 
 async def line_write_session(request: Request) -> Session:
     """A write session for a route that is one short write and nothing slow (the factory
-    line's per-device calls): it waits for the process's writer in the event loop."""
-    session = await write_session(request)
-    width: int | None = request.app.state.writer_lane_width
-    if width is not None:
-        lane: CapacityLimiter | None = getattr(request.app.state, "writer_lane", None)
-        if lane is None:  # made in the running event loop, on first use
-            lane = request.app.state.writer_lane = CapacityLimiter(width)
-        _request_lane.set(lane)
+    line's per-device calls). Where the database has one writer, the process's
+    ``LineWriter`` runs it, batched with the calls queued beside it (line_writer.py);
+    elsewhere it is a plain write session."""
+    writer: LineWriter | None = request.app.state.line_writer
+    if writer is None or answer_recorder.get() is not None:  # an Idempotency-Key call commits alone
+        session = await write_session(request)
+        width: int | None = request.app.state.writer_lane_width
+        if width is not None:
+            lane: CapacityLimiter | None = getattr(request.app.state, "writer_lane", None)
+            if lane is None:  # made in the running event loop, on first use
+                lane = request.app.state.writer_lane = CapacityLimiter(width)
+            _request_lane.set(lane)
+        return session
+    session = _open(request, request.app.state.line_session_factory)
+    session.info["audited_request"] = request
+    _request_writer.set(writer)
     return session
 
 

@@ -1,0 +1,151 @@
+"""Group commit of the factory line's writes where the database has one writer (SQLite).
+
+Each web process has one ``LineWriter``: a thread that takes the first waiting line call
+(reserve, manufacture, provision, verify, factory reset, retire) and the calls queued
+behind it, at most ``MAX_BATCH``, and runs them as one transaction:
+
+1. each call's in-thread dependencies (the caller's authentication) are worked out first,
+   outside the transaction, so that the writer lock is never held for a read;
+2. the writer connection begins (on SQLite: the writer lock, then ``BEGIN IMMEDIATE``);
+   each call runs in a savepoint of its own (its session joins the connection with
+   ``join_transaction_mode="create_savepoint"``), so a refused call rolls back its own
+   work only and a refusal that records a failed job keeps that record;
+3. one commit, and only then every call gets its answer: "200" still means committed.
+   If the commit fails, every call of the batch fails and nothing of it is kept.
+
+Why: under load SQLite's single writer, handed between web processes for every call,
+set the line's throughput, and each hand-over empties the new holder's page cache; a
+batch pays the hand-over, ``BEGIN`` and the commit once for several calls.
+
+The batch's order is arrival order, and the writer lock is handed between processes in
+turn (``db._WriterLock``), so one process's queue cannot starve the other's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+MAX_BATCH = 8  # calls per transaction: more only lengthens the wait of the first in it
+IDLE_SECONDS = 5.0  # a writer thread with nothing to do ends; the next call starts another
+
+
+@dataclass(eq=False)
+class LineCall:
+    """One request's work, handed from its event loop to the process's writer thread."""
+
+    session: Session  # unbound until the writer binds it to the batch's connection
+    prepare: Callable[[], Any]  # runs before the transaction (authentication)
+    work: Callable[[Any], Any]  # the endpoint on what ``prepare`` returned; finishes its savepoint
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    answer: asyncio.Future[Any] = field(init=False)
+    prepared: Any = None
+
+    def __post_init__(self) -> None:
+        self.answer = self.loop.create_future()
+
+    def settle(self, value: Any = None, error: BaseException | None = None) -> None:
+        """Hand the answer (or the error) back to the request's event loop."""
+        self.loop.call_soon_threadsafe(_settle, self.answer, value, error)
+
+
+def _settle(answer: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if answer.done():
+        return
+    if error is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(value)
+
+
+class LineWriter:
+    """The process's writer thread for the line's calls, started on demand."""
+
+    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self.transactions = 0  # committed or not; a test reads it
+        self._calls: queue.SimpleQueue[LineCall] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._running = False
+
+    async def run(self, call: LineCall) -> Any:
+        """Queue ``call`` and wait for its answer, which comes after its batch's commit.
+
+        The wait cannot be cut short: the request's session is in the writer's hands
+        until the answer comes (a cancelled request still gets its work finished, then
+        its cancellation)."""
+        with self._lock:
+            self._calls.put(call)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._serve, name="line-writer", daemon=True).start()
+        cancelled = False
+        while not call.answer.done():
+            try:
+                await asyncio.shield(call.answer)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        return call.answer.result()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                first = self._calls.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._calls.empty():
+                        self._running = False
+                        return
+                continue
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._calls.get_nowait())
+                except queue.Empty:
+                    break
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list[LineCall]) -> None:
+        ready = [call for call in batch if _prepared(call)]
+        if not ready:
+            return
+        answers: list[tuple[LineCall, Any, BaseException | None]] = []
+        self.transactions += 1
+        try:
+            with self.engine.connect() as connection, connection.begin():
+                for call in ready:
+                    call.session.bind = connection
+                    try:
+                        answers.append((call, call.context.run(call.work, call.prepared), None))
+                    except Exception as error:  # the call's own failure: its savepoint goes
+                        call.session.rollback()
+                        answers.append((call, None, error))
+        except BaseException as error:  # the commit (or a savepoint's rollback) failed: nothing is kept
+            for call in ready:
+                call.settle(error=error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for call, value, refusal in answers:
+            call.settle(value, refusal)
+
+
+def _prepared(call: LineCall) -> bool:
+    try:
+        call.prepared = call.context.run(call.prepare)
+    except Exception as error:  # the caller is refused before any write
+        call.settle(error=error)
+        return False
+    return True

@@ -1,0 +1,176 @@
+"""Group commit of the line's writes on SQLite (http/line_writer.py).
+
+Calls queued while the writer is busy run as one transaction, each in a savepoint of its
+own; each answer comes after that transaction's commit; a refusal keeps only its own
+record; a commit that fails fails every call of its batch and keeps nothing of it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from tests.api import manufacture_body, reserve
+from tests.world import World
+
+from devicefactory.devices import factory_data
+from devicefactory.http.line_writer import MAX_BATCH, LineWriter
+from devicefactory.tables.devices import Device
+
+Pool = Callable[[int], None]
+
+
+@pytest.fixture
+def writer(app: FastAPI, engine: Engine) -> LineWriter:
+    if engine.dialect.name != "sqlite":
+        assert app.state.line_writer is None  # PostgreSQL's writers run side by side
+        pytest.skip("group commit is for a database with one writer (SQLite)")
+    line_writer: LineWriter = app.state.line_writer
+    return line_writer
+
+
+class Gate:
+    """Holds the first manufacture inside the writer until the other calls are queued behind
+    it (the queue has stopped growing)."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        self.writer = writer
+        self.first = True
+
+    def wrap(self, work: Callable[..., Any]) -> Callable[..., Any]:
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            if self.first:
+                self.first = False
+                seen, steady_since, deadline = -1, time.monotonic(), time.monotonic() + 10
+                while time.monotonic() < deadline:
+                    queued = self.writer._calls.qsize()
+                    if queued != seen:
+                        seen, steady_since = queued, time.monotonic()
+                    elif time.monotonic() - steady_since > 0.3:
+                        break
+                    time.sleep(0.01)
+            return work(*args, **kwargs)
+
+        return gated
+
+
+def _committed_status(engine: Engine, dsn: str) -> str | None:
+    """The device's status as another connection sees it: committed data only."""
+    with engine.connect() as connection:
+        status = connection.execute(select(Device.status).where(Device.dsn == dsn)).scalar_one()
+        return str(status.value if hasattr(status, "value") else status)
+
+
+def _manufacture_all(
+    app: FastAPI, headers: dict[str, str], calls: list[tuple[str, dict[str, str]]], engine: Engine
+) -> list[tuple[httpx.Response, str | None]]:
+    """Send every call at once; with each answer, what another connection saw on its arrival."""
+
+    async def send_all() -> list[tuple[httpx.Response, str | None]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://factory") as client:
+
+            async def one(dsn: str, body: dict[str, str]) -> tuple[httpx.Response, str | None]:
+                answer = await client.post(
+                    f"/devicefactory/v1/devices/{dsn}/manufacture", json=body, headers=headers
+                )
+                return answer, _committed_status(engine, dsn)
+
+            return list(await asyncio.gather(*(one(dsn, body) for dsn, body in calls)))
+
+    with ThreadPoolExecutor(1) as own_thread:  # a loop of its own, whatever the test runner runs
+        return own_thread.submit(asyncio.run, send_all()).result()
+
+
+@pytest.fixture
+def gated(writer: LineWriter, monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    def gate() -> None:
+        monkeypatch.setattr(
+            factory_data, "manufacture_device", Gate(writer).wrap(factory_data.manufacture_device)
+        )
+
+    return gate
+
+
+def test_calls_queued_behind_a_busy_writer_commit_together_and_answer_after_it(
+    world: World, pool: Pool, app: FastAPI, engine: Engine, writer: LineWriter, gated: Callable[[], None]
+) -> None:
+    count = 1 + MAX_BATCH
+    pool(count)
+    dsns = reserve(world, "mm", count=count)
+    gated()
+    before = writer.transactions
+
+    answers = _manufacture_all(
+        app, world.headers("mm"), [(d, manufacture_body(n)) for n, d in enumerate(dsns)], engine
+    )
+
+    assert [answer.status_code for answer, _ in answers] == [200] * count, [a.text for a, _ in answers]
+    assert [seen for _, seen in answers] == ["manufactured"] * count  # committed when answered
+    assert writer.transactions - before == 2  # the first batch, and the calls queued behind it
+
+
+def test_a_refused_call_in_a_batch_keeps_its_own_record_and_nothing_else(
+    world: World, pool: Pool, app: FastAPI, engine: Engine, writer: LineWriter, gated: Callable[[], None]
+) -> None:
+    pool(4)
+    dsns = reserve(world, "mm", count=4)
+    gated()
+    same_mac = manufacture_body(7)
+    calls = [
+        (dsns[0], manufacture_body(0)),
+        (dsns[1], same_mac),
+        (dsns[2], {**manufacture_body(8), "mac": same_mac["mac"]}),
+        (dsns[3], manufacture_body(9)),
+    ]
+
+    answers = _manufacture_all(app, world.headers("mm"), calls, engine)
+
+    statuses = [answer.status_code for answer, _ in answers]
+    assert statuses[0] == statuses[3] == 200, [a.text for a, _ in answers]
+    assert sorted(statuses[1:3]) == [200, 422], [a.text for a, _ in answers]
+    refused = 1 if statuses[1] == 422 else 2
+    assert "mac" in answers[refused][0].text
+    assert [seen for _, seen in answers] == ["reserved" if n == refused else "manufactured" for n in range(4)]
+    history = world.client.get(f"/devicefactory/v1/devices/{dsns[refused]}/jobs", headers=world.headers("mm"))
+    assert history.status_code == 200, history.text
+    last = history.json()["jobs"][-1]
+    assert (last["operation"], last["result"]) == ("manufacture", "failure"), last  # its refusal was kept
+
+
+def test_a_failed_commit_fails_every_call_of_its_batch_and_keeps_none(
+    world: World, pool: Pool, app: FastAPI, engine: Engine, writer: LineWriter, gated: Callable[[], None]
+) -> None:
+    pool(4)
+    dsns = reserve(world, "mm", count=4)
+    gated()
+    writer_engine: Engine = app.state.session_factory.kw["bind"]
+    failing = threading.Event()
+    failing.set()
+
+    def fail_commit(connection: Any) -> None:
+        if threading.current_thread().name == "line-writer" and failing.is_set():
+            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    event.listen(writer_engine, "commit", fail_commit)
+    try:
+        answers = _manufacture_all(
+            app, world.headers("mm"), [(d, manufacture_body(n)) for n, d in enumerate(dsns)], engine
+        )
+    finally:
+        failing.clear()
+        event.remove(writer_engine, "commit", fail_commit)
+
+    assert [answer.status_code for answer, _ in answers] == [500] * 4, [a.text for a, _ in answers]
+    assert [seen for _, seen in answers] == ["reserved"] * 4
+    again = _manufacture_all(app, world.headers("mm"), [(dsns[0], manufacture_body(0))], engine)
+    assert [(answer.status_code, seen) for answer, seen in again] == [(200, "manufactured")]
