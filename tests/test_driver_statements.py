@@ -133,3 +133,19 @@ def test_a_statement_with_an_in_list_answers_the_same(engine: Engine, samples: T
         )
         assert fetch_rows(connection, lambda: query, {"least": 1}, key=("test", "in list")) == [(1,), (3,)]
         assert execute_one(connection, lambda: query, {"least": 2}, key=("test", "in list")) == 3
+
+
+def test_a_savepoint_keeps_or_undoes_its_own_work_only(engine: Engine, samples: Table) -> None:
+    """Savepoints (one per group-committed line call; on SQLite sent to the driver)."""
+    with engine.begin() as connection:
+        connection.execute(insert(samples), [{"id": 1, "owner": "outer"}])
+        with connection.begin_nested():
+            connection.execute(insert(samples), [{"id": 2, "owner": "kept"}])
+        undone = connection.begin_nested()
+        connection.execute(insert(samples), [{"id": 3, "owner": "undone"}])
+        undone.rollback()
+        for _ in range(3):  # a name is never used twice, and none is left open
+            with connection.begin_nested():
+                pass
+    with engine.connect() as connection:
+        assert connection.execute(select(samples.c.id).order_by(samples.c.id)).scalars().all() == [1, 2]

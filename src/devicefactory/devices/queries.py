@@ -261,13 +261,12 @@ def unique_holders(session: Session, values: dict[str, set[str]]) -> dict[tuple[
     names together while their values fit under every database's bound-parameter limit."""
     holders: dict[tuple[str, str], str] = {}
     connection = session.connection()
-    if values and all(len(found) == 1 for found in values.values()):  # an API call: on the driver's cursor
-        names = tuple(values)
-        one = {name: next(iter(found)) for name, found in values.items()}
-        found_one = fetch_rows(
-            connection, lambda: _holders_statement(names, one=True), one, key=("holders", names)
-        )
-        return {(name, value): dsn for name, value, dsn in found_one}
+    counts = tuple((name, len(found)) for name, found in values.items() if found)
+    if counts and sum(count for _, count in counts) <= _FEW_VALUES:  # an API call: on the driver's cursor
+        row = {f"{name}_{i}": v for name, found in values.items() for i, v in enumerate(sorted(found))}
+        build = functools.partial(_few_holders_statement, counts)
+        found_few = fetch_rows(connection, build, row, key=("holders", counts))
+        return {(name, value): dsn for name, value, dsn in found_few}
     for group in _groups_under_limit(values, 900):
         query = _holders_statement(tuple(name for name, _ in group))
         rows = connection.execute(query, dict(group))
@@ -275,13 +274,26 @@ def unique_holders(session: Session, values: dict[str, set[str]]) -> dict[tuple[
     return holders
 
 
-@functools.cache
-def _holders_statement(names: tuple[str, ...], *, one: bool = False) -> CompoundSelect[Any] | Select[Any]:
+# An API call claims a mac and a hwsig (and a white-box provision mac-<mac>): its statement
+# has one parameter per value, so that it is compiled once and runs on the driver's cursor.
+_FEW_VALUES = 8
+
+
+def _few_holders_statement(counts: tuple[tuple[str, int], ...]) -> CompoundSelect[Any] | Select[Any]:
     parts = [
         select(literal(name), DEVICES.c[name], DEVICES.c.dsn).where(
-            DEVICES.c[name] == bindparam(name)
-            if one
-            else DEVICES.c[name].in_(bindparam(name, expanding=True))
+            DEVICES.c[name].in_([bindparam(f"{name}_{i}") for i in range(count)])
+        )
+        for name, count in counts
+    ]
+    return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
+@functools.cache
+def _holders_statement(names: tuple[str, ...]) -> CompoundSelect[Any] | Select[Any]:
+    parts = [
+        select(literal(name), DEVICES.c[name], DEVICES.c.dsn).where(
+            DEVICES.c[name].in_(bindparam(name, expanding=True))
         )
         for name in names
     ]
