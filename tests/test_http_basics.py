@@ -120,6 +120,27 @@ def test_every_response_has_a_request_id(client: TestClient) -> None:
     assert hostile.headers["x-request-id"] != "bad id\twith spaces"
 
 
+def test_request_ids_are_unique_and_differ_between_processes() -> None:
+    """Made without a system call per request (a prefix per process and a counter), they
+    must still never repeat, within a process or across processes (the audit keeps them)."""
+    import re
+    import subprocess
+    import sys
+
+    from devicefactory.http.middleware import new_request_id
+
+    ids = [new_request_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch("[0-9a-f]{32}", one) for one in ids)
+    code = "from devicefactory.http.middleware import new_request_id as n; print(n(), n())"
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert len(other) == 2
+    assert other[0] != other[1]
+    assert {one[:16] for one in other} != {ids[0][:16]}  # another process, another prefix
+
+
 def test_request_id_is_in_log_lines(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
     from devicefactory.logs import RequestIdLogFilter
 

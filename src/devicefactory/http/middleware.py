@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable
 
 import anyio
@@ -16,6 +17,25 @@ from devicefactory.http.errors import error_headers, error_response
 from devicefactory.logs import request_id_var
 
 log = logging.getLogger("devicefactory.web")
+
+
+class _RequestIds:
+    """32 hex digits, unique across processes and hosts: a random 64-bit prefix per process
+    and a counter. A uuid4 per request cost a system call (getrandom) in the event loop, a
+    point where the line's writer thread takes the GIL from it."""
+
+    def __init__(self) -> None:
+        self.pid = -1
+        self.prefix = ""
+        self.counter = itertools.count()
+
+    def __call__(self) -> str:
+        if self.pid != os.getpid():  # a new process (fork): a prefix of its own
+            self.pid, self.prefix, self.counter = os.getpid(), os.urandom(8).hex(), itertools.count()
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+new_request_id = _RequestIds()
 
 
 class RequestContextMiddleware:
@@ -44,7 +64,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _safe_request_id(incoming) else uuid.uuid4().hex
+        request_id = incoming if _safe_request_id(incoming) else new_request_id()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
