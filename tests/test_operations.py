@@ -87,3 +87,22 @@ def test_a_server_writes_json_lines_when_asked(
     assert access[0]["user"] == world.emails["mm"]
     assert access[0]["status"] == 200
     assert all({"time", "level", "logger", "message", "request_id"} <= line.keys() for line in lines)
+
+
+def test_a_served_process_keeps_its_startup_objects_out_of_the_collector(tmp_path: Path) -> None:
+    """The app a web process serves: what exists at start is frozen (no full collection
+    walks it again) and the collector runs less often than Python's defaults."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import gc; from devicefactory.app import app_from_environment; app_from_environment(); "
+        "print(gc.get_freeze_count(), *gc.get_threshold())"
+    )
+    env = {**os.environ, "DEVICEFACTORY_DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}"}
+    env.pop("DEVICEFACTORY_SERVE_PID", None)
+    shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    frozen, *thresholds = (int(word) for word in shown.stdout.split())
+    assert frozen > 10_000
+    assert thresholds == [7000, 10, 100]
