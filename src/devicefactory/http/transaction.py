@@ -10,12 +10,14 @@ is finished before the response leaves, never after:
   (accounts.access) is an ``InEndpointThread`` value, a short read of its own run in the
   same thread just before the endpoint, after every other dependency (the body) is in;
 - a route whose whole work is one short write (``LineWriteSession``: the factory line's
-  per-device calls) waits for the process's writer *before* its hop, in the event loop:
-  where the database has one writer (SQLite: one writer connection per process), such
-  requests queue first come, first served as cheap futures instead of as worker threads
-  woken in turn by the connection pool (measured: server CPU per manufacture -12 %, p99
-  -40 %). A route with a slow step before it writes (sign-in's password hash) keeps
-  ``WriteSession``, so that the step never holds up the line;
+  per-device calls) is, where the database has one writer (SQLite), handed to the
+  process's ``LineWriter`` (line_writer.py): one thread that runs the calls queued
+  together in one transaction, a savepoint each, and answers each after that commit
+  (group commit; its own docstring has the rules). An Idempotency-Key call, whose answer
+  is stored with the change, waits instead for the writer in the event loop (a lane as
+  wide as the writer pool) and commits alone. Elsewhere (PostgreSQL) it is a write
+  session like any other. A route with a slow step before it writes (sign-in's password
+  hash) keeps ``WriteSession``, so that the step never holds up the line;
 - any error rolls the transaction back, except a ``ServiceError`` whose
   ``commit_recorded`` is true (a refused call that records a failed job: the record is
   the answer, so it commits);
