@@ -174,3 +174,47 @@ def test_a_failed_commit_fails_every_call_of_its_batch_and_keeps_none(
     assert [seen for _, seen in answers] == ["reserved"] * 4
     again = _manufacture_all(app, world.headers("mm"), [(dsns[0], manufacture_body(0))], engine)
     assert [(answer.status_code, seen) for answer, seen in again] == [(200, "manufactured")]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death
+def test_after_its_thread_dies_the_writer_serves_the_next_call(tmp_path: Any) -> None:
+    """A writer thread ended by an error that is not a call's own (here SystemExit from a
+    call's work) answers the calls of its batch; the next call starts a new thread."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from devicefactory.db import make_engine
+    from devicefactory.http.line_writer import LineCall
+
+    own = make_engine(f"sqlite:///{tmp_path / 'writer.db'}")
+    writer = LineWriter(own)
+
+    def call(work: Callable[[Any], Any]) -> LineCall:
+        return LineCall(Session(join_transaction_mode="create_savepoint"), prepare=lambda: None, work=work)
+
+    def one_row(_: Any) -> int:
+        return 1
+
+    async def both() -> tuple[BaseException | None, int]:
+        def stop(_: Any) -> int:
+            raise SystemExit("bug")
+
+        first = call(stop)
+        try:
+            await writer.run(first)
+            died = None
+        except BaseException as error:  # what the caller got is the point
+            died = error
+        return died, await writer.run(call(one_row))
+
+    answers: list[tuple[BaseException | None, int]] = []
+    loop_thread = threading.Thread(target=lambda: answers.append(asyncio.run(both())), daemon=True)
+    loop_thread.start()
+    loop_thread.join(timeout=30)
+    assert answers, "the call after the writer thread's death was never answered"
+    died, answer = answers[0]
+    assert isinstance(died, SystemExit)
+    assert answer == 1
+    with own.connect() as connection:
+        assert connection.execute(text("SELECT 1")).scalar() == 1  # nothing left locked
+    own.dispose()

@@ -24,6 +24,7 @@ turn (``db._WriterLock``), so one process's queue cannot starve the other's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import queue
 import threading
@@ -55,7 +56,8 @@ class LineCall:
 
     def settle(self, value: Any = None, error: BaseException | None = None) -> None:
         """Hand the answer (or the error) back to the request's event loop."""
-        self.loop.call_soon_threadsafe(_settle, self.answer, value, error)
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for the answer
+            self.loop.call_soon_threadsafe(_settle, self.answer, value, error)
 
 
 def _settle(answer: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -100,22 +102,42 @@ class LineWriter:
         return call.answer.result()
 
     def _serve(self) -> None:
-        while True:
+        try:
+            while self._next_batch():
+                pass
+        except BaseException:  # a bug: the next call starts another thread
+            with self._lock:
+                self._running = False
+            self._fail_queued()
+            raise
+
+    def _next_batch(self) -> bool:
+        """Run the next batch; False when the thread has been idle long enough to end."""
+        try:
+            first = self._calls.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            with self._lock:
+                if self._calls.empty():
+                    self._running = False
+                    return False
+            return True
+        batch = [first]
+        while len(batch) < self.max_batch:
             try:
-                first = self._calls.get(timeout=IDLE_SECONDS)
+                batch.append(self._calls.get_nowait())
             except queue.Empty:
-                with self._lock:
-                    if self._calls.empty():
-                        self._running = False
-                        return
-                continue
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._calls.get_nowait())
-                except queue.Empty:
-                    break
-            self._run_batch(batch)
+                break
+        self._run_batch(batch)
+        return True
+
+    def _fail_queued(self) -> None:
+        """Calls left in the queue when the thread ends by an error: answered, not forgotten
+        (a thread started for a call queued meanwhile may have taken them already)."""
+        with self._lock:
+            if self._running:
+                return
+            while not self._calls.empty():
+                self._calls.get_nowait().settle(error=RuntimeError("the line writer stopped"))
 
     def _run_batch(self, batch: list[LineCall]) -> None:
         ready = [call for call in batch if _prepared(call)]
