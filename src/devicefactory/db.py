@@ -7,7 +7,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -74,8 +74,8 @@ def make_engine(url: str, *, statement_timeout: float | None = None, **kwargs: A
         _savepoints_on_driver(engine.dialect)
         writer_lock = _WriterLock(engine.url.database)
         event.listen(engine, "begin", writer_lock.begin)
-        event.listen(engine, "commit", writer_lock.end)
-        event.listen(engine, "rollback", writer_lock.end)
+        event.listen(engine, "commit", writer_lock.commit)
+        event.listen(engine, "rollback", writer_lock.rollback)
         for closing in ("close", "close_detached", "detach"):
             event.listen(engine, closing, _close_writer_lock)
         return engine
@@ -226,6 +226,29 @@ class _WriterLock:
         except BaseException:
             self.end(connection)
             raise
+
+    def commit(self, connection: Any) -> None:
+        self._finish(connection, "COMMIT")
+
+    def rollback(self, connection: Any) -> None:
+        self._finish(connection, "ROLLBACK")
+
+    def _finish(self, connection: Any, sql: str) -> None:
+        """End the transaction here, then hand the lock on. SQLAlchemy's commit event comes
+        *before* its COMMIT: releasing the lock there let the next process's BEGIN IMMEDIATE
+        meet a writer still committing, and wait in SQLite's busy handler (sleeps of 1 ms
+        and up). The driver's own commit or rollback that follows finds nothing to do."""
+        driver = connection.connection.dbapi_connection
+        try:
+            if driver.in_transaction:
+                _execute_bare(connection, sql)
+        except BaseException:
+            if driver.in_transaction:  # a COMMIT refused (a deferred foreign key): nothing is kept
+                with suppress(sqlite3.Error):
+                    driver.execute("ROLLBACK")
+            raise
+        finally:
+            self.end(connection)
 
     def end(self, connection: Any) -> None:
         lock = connection.info.get("writer_lock")

@@ -12,6 +12,7 @@ Exception tree (all carry an HTTP status and render as
     ├── HeadersTooLarge       AFS-431  431
     ├── TooManyRequests       AFS-429  429   (a limit; with Retry-After)
     ├── TooSlow               AFS-503  503   (a query stopped by the statement timeout)
+    ├── WriteLost             AFS-503  503   (a group commit that failed: nothing kept, try again)
     ├── Conflict              AFS-409  409   (admin: a taken email, name, ...)
     └── ValidationFailed      AFS-600  422   (and the numbered AFS-60x below)
 """
@@ -125,6 +126,20 @@ class TooManyRequests(ServiceError):
     def __init__(self, what: str, retry_after: int) -> None:
         super().__init__(f"Too many requests: {what}. Retry after {retry_after} seconds")
         self.retry_after = retry_after
+
+
+class WriteLost(ServiceError):
+    """A write that could not be committed, through no fault of its own (the commit of the
+    batch it was group committed in failed): nothing of it was kept, and it may be sent again."""
+
+    code = "AFS-503"
+    status_code = 503
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Service Unavailable: the change could not be committed and nothing of it was kept; try again"
+        )
+        self.retry_after = 1
 
 
 class TooSlow(ServiceError):

@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
 from tests.api import manufacture_body, reserve
 from tests.world import World
 
 from devicefactory.devices import factory_data
+from devicefactory.errors import WriteLost
 from devicefactory.http.line_writer import MAX_BATCH, LineWriter
 from devicefactory.tables.devices import Device
 
@@ -71,11 +71,19 @@ def _committed_status(engine: Engine, dsn: str) -> str | None:
 
 
 def _manufacture_all(
-    app: FastAPI, headers: dict[str, str], calls: list[tuple[str, dict[str, str]]], engine: Engine
+    app: FastAPI,
+    headers: dict[str, str],
+    calls: list[tuple[str, dict[str, str]]],
+    engine: Engine,
+    *,
+    in_one_batch: bool = False,
 ) -> list[tuple[httpx.Response, str | None]]:
-    """Send every call at once; with each answer, what another connection saw on its arrival."""
+    """Send every call at once; with each answer, what another connection saw on its arrival.
+    ``in_one_batch``: the writer is kept busy until all of them are queued."""
 
     async def send_all() -> list[tuple[httpx.Response, str | None]]:
+        if in_one_batch:
+            held = await _HeldWriter(app.state.line_writer, len(calls)).hold()
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://factory") as client:
 
@@ -85,10 +93,41 @@ def _manufacture_all(
                 )
                 return answer, _committed_status(engine, dsn)
 
-            return list(await asyncio.gather(*(one(dsn, body) for dsn, body in calls)))
+            answers = list(await asyncio.gather(*(one(dsn, body) for dsn, body in calls)))
+        if in_one_batch:
+            await held
+        return answers
 
     with ThreadPoolExecutor(1) as own_thread:  # a loop of its own, whatever the test runner runs
         return own_thread.submit(asyncio.run, send_all()).result()
+
+
+class _HeldWriter:
+    """A call of no work whose preparation, in the writer's thread, waits for the others to
+    queue: they then run as one batch."""
+
+    def __init__(self, writer: LineWriter, until_queued: int) -> None:
+        self.writer, self.until_queued = writer, until_queued
+        self.holding = threading.Event()
+
+    async def hold(self) -> asyncio.Future[Any]:
+        from sqlalchemy.orm import Session
+
+        from devicefactory.http.line_writer import LineCall
+
+        call = LineCall(
+            Session(join_transaction_mode="create_savepoint"), prepare=self._wait, work=lambda _: None
+        )
+        held = asyncio.ensure_future(self.writer.run(call))
+        while not self.holding.is_set():  # taken alone, before the others are sent
+            await asyncio.sleep(0.005)
+        return held
+
+    def _wait(self) -> None:
+        self.holding.set()
+        deadline = time.monotonic() + 10
+        while self.writer._calls.qsize() < self.until_queued and time.monotonic() < deadline:
+            time.sleep(0.005)
 
 
 @pytest.fixture
@@ -148,38 +187,104 @@ def test_a_refused_call_in_a_batch_keeps_its_own_record_and_nothing_else(
 
 
 def test_a_failed_commit_fails_every_call_of_its_batch_and_keeps_none(
-    world: World, pool: Pool, app: FastAPI, engine: Engine, writer: LineWriter, gated: Callable[[], None]
+    world: World,
+    pool: Pool,
+    app: FastAPI,
+    engine: Engine,
+    writer: LineWriter,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The COMMIT itself fails (a deferred foreign key, broken by the second call of four in
+    one batch): all four answer "try again", none is kept, and the writer goes on."""
     pool(4)
     dsns = reserve(world, "mm", count=4)
-    gated()
-    writer_engine: Engine = app.state.session_factory.kw["bind"]
-    failing = threading.Event()
-    failing.set()
+    entered: list[str] = []
+    manufacture = factory_data.manufacture_device
 
-    def fail_commit(connection: Any) -> None:
-        if threading.current_thread().name == "line-writer" and failing.is_set():
-            raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+    def breaking_the_second(session: Any, actor: Any, *, dsn: str, body: Any, now: Any) -> Any:
+        entered.append(dsn)
+        result = manufacture(session, actor, dsn=dsn, body=body, now=now)
+        if len(entered) == 2:  # checked at COMMIT only
+            connection = session.connection()
+            connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+            connection.exec_driver_sql("UPDATE devices SET model = 'no-such-model' WHERE dsn = ?", (dsn,))
+        return result
 
-    event.listen(writer_engine, "commit", fail_commit)
+    monkeypatch.setattr(factory_data, "manufacture_device", breaking_the_second)
+    calls = [(d, manufacture_body(n)) for n, d in enumerate(dsns)]
+    answers = _manufacture_all(app, world.headers("mm"), calls, engine, in_one_batch=True)
+
+    assert sorted(entered) == sorted(dsns)  # every call did its work, in one transaction
+    for answer, seen in answers:
+        assert (answer.status_code, seen) == (503, "reserved"), answer.text
+        assert answer.json()["error"][0]["code"] == "AFS-503"
+        assert answer.headers["retry-after"] == "1"  # nothing kept: send it again
+    monkeypatch.setattr(factory_data, "manufacture_device", manufacture)
+    again = _manufacture_all(app, world.headers("mm"), calls, engine)
+    assert [(answer.status_code, seen) for answer, seen in again] == [(200, "manufactured")] * 4
+
+
+def test_a_call_that_ends_the_transaction_fails_its_whole_batch(
+    world: World,
+    pool: Pool,
+    app: FastAPI,
+    engine: Engine,
+    writer: LineWriter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQLite ends the whole transaction when a write is interrupted (or the disk is full),
+    not just the statement: here the second call's commit-time flush. The calls before it
+    in the batch are gone too, so none may answer "200": each answers "try again" (the
+    interrupted one its own 503) and nothing of the batch is kept."""
+    from sqlalchemy import event as orm_event
+
+    from devicefactory.tables.devices import Counter
+
+    pool(4)
+    dsns = reserve(world, "mm", count=4)
+    entered: list[str] = []
+    drivers: list[Any] = []
+    manufacture = factory_data.manufacture_device
+
+    def interrupting_the_second(session: Any, actor: Any, *, dsn: str, body: Any, now: Any) -> Any:
+        entered.append(dsn)
+        result = manufacture(session, actor, dsn=dsn, body=body, now=now)
+        if len(entered) == 2:
+            session.add(Counter(name="interrupted-call", next_value=1))  # written at its commit
+            driver = session.connection().connection.dbapi_connection
+            drivers.append(driver)
+            once = iter([1])
+
+            def interrupt(*_: Any) -> None:
+                driver.set_progress_handler(lambda: next(once, 0), 1)
+
+            orm_event.listen(session, "before_flush", interrupt)
+        return result
+
+    monkeypatch.setattr(factory_data, "manufacture_device", interrupting_the_second)
+    calls = [(d, manufacture_body(n)) for n, d in enumerate(dsns)]
     try:
-        answers = _manufacture_all(
-            app, world.headers("mm"), [(d, manufacture_body(n)) for n, d in enumerate(dsns)], engine
-        )
+        answers = _manufacture_all(app, world.headers("mm"), calls, engine, in_one_batch=True)
     finally:
-        failing.clear()
-        event.remove(writer_engine, "commit", fail_commit)
+        for driver in drivers:
+            driver.set_progress_handler(None, 1)
 
-    assert [answer.status_code for answer, _ in answers] == [500] * 4, [a.text for a, _ in answers]
-    assert [seen for _, seen in answers] == ["reserved"] * 4
-    again = _manufacture_all(app, world.headers("mm"), [(dsns[0], manufacture_body(0))], engine)
-    assert [(answer.status_code, seen) for answer, seen in again] == [(200, "manufactured")]
+    assert len(entered) == 2  # the batch stopped where its transaction was lost
+    for answer, seen in answers:
+        assert (answer.status_code, seen) == (503, "reserved"), answer.text
+    with engine.connect() as connection:
+        assert connection.execute(select(Counter).where(Counter.name == "interrupted-call")).first() is None
+    monkeypatch.setattr(factory_data, "manufacture_device", manufacture)
+    again = _manufacture_all(app, world.headers("mm"), calls, engine)
+    assert [(answer.status_code, seen) for answer, seen in again] == [(200, "manufactured")] * 4
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death
-def test_after_its_thread_dies_the_writer_serves_the_next_call(tmp_path: Any) -> None:
+def test_after_its_thread_dies_the_writer_serves_the_next_call(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A writer thread ended by an error that is not a call's own (here SystemExit from a
-    call's work) answers the calls of its batch; the next call starts a new thread."""
+    call's work) answers the calls of its batch (nothing kept: try again); the next call
+    starts a new thread."""
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
@@ -188,6 +293,8 @@ def test_after_its_thread_dies_the_writer_serves_the_next_call(tmp_path: Any) ->
 
     own = make_engine(f"sqlite:///{tmp_path / 'writer.db'}")
     writer = LineWriter(own)
+    deaths: list[type[BaseException]] = []
+    monkeypatch.setattr(threading, "excepthook", lambda died: deaths.append(died.exc_type))
 
     def call(work: Callable[[Any], Any]) -> LineCall:
         return LineCall(Session(join_transaction_mode="create_savepoint"), prepare=lambda: None, work=work)
@@ -213,8 +320,12 @@ def test_after_its_thread_dies_the_writer_serves_the_next_call(tmp_path: Any) ->
     loop_thread.join(timeout=30)
     assert answers, "the call after the writer thread's death was never answered"
     died, answer = answers[0]
-    assert isinstance(died, SystemExit)
+    assert isinstance(died, WriteLost)
     assert answer == 1
+    deadline = time.monotonic() + 10
+    while not deaths and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert deaths == [SystemExit]  # the first thread did die of it
     with own.connect() as connection:
         assert connection.execute(text("SELECT 1")).scalar() == 1  # nothing left locked
     own.dispose()
