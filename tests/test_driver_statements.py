@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, bindparam, insert, select
@@ -149,3 +150,46 @@ def test_a_savepoint_keeps_or_undoes_its_own_work_only(engine: Engine, samples: 
                 pass
     with engine.connect() as connection:
         assert connection.execute(select(samples.c.id).order_by(samples.c.id)).scalars().all() == [1, 2]
+
+
+def test_sqlite_writer_lock_is_handed_on_only_after_the_commit(tmp_path: Path) -> None:
+    """The next writer (another process) must not find the previous one still committing:
+    when the writer lock is released, the transaction is over. A refused COMMIT (a
+    deferred foreign key) rolls back and leaves the connection clean."""
+    import fcntl
+
+    from sqlalchemy import event, text
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'lock.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+            connection.execute(text("CREATE TABLE child (parent INTEGER REFERENCES parent (id))"))
+        seen: list[tuple[bool, bool]] = []
+
+        def after_release(connection: Any) -> None:  # listeners run in order: the lock's first
+            with open(f"{tmp_path / 'lock.db'}-writer.lock", "a+b") as other:
+                free = True
+                try:
+                    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    free = False
+            seen.append((free, connection.connection.dbapi_connection.in_transaction))
+
+        event.listen(engine, "commit", after_release)
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO parent VALUES (1)"))
+        assert seen == [(True, False)]  # lock free, and the COMMIT already done
+
+        def orphan() -> None:  # refused at COMMIT only
+            with engine.begin() as connection:
+                connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+                connection.execute(text("INSERT INTO child VALUES (7)"))
+
+        with pytest.raises(IntegrityError):
+            orphan()
+        with engine.connect() as connection:
+            assert not connection.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+            assert connection.execute(text("SELECT count(*) FROM child")).scalar() == 0
+    finally:
+        engine.dispose()
