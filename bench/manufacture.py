@@ -179,8 +179,11 @@ def describe(measured: Measured) -> str:
     return text
 
 
-def summarize(engine: str, rounds: list[tuple[Measured, Measured]]) -> dict[str, Any]:
-    """Medians of the rounds, the ratios to the bare POST, one printed line."""
+def summarize(
+    engine: str, rounds: list[tuple[Measured, Measured]], *, targeted: bool = True
+) -> dict[str, Any]:
+    """Medians of the rounds, the ratios to the bare POST, one printed line. The targets are
+    SQLite's (``targeted``); PostgreSQL's ratios are measured and printed, not checked."""
     made, echoed = [m for m, _ in rounds], [e for _, e in rounds]
     rate, bare_rate = median([m.wrk.rate for m in made]), median([e.wrk.rate for e in echoed])
     p99, bare_p99 = median([m.wrk.p99_ms for m in made]), median([e.wrk.p99_ms for e in echoed])
@@ -196,11 +199,16 @@ def summarize(engine: str, rounds: list[tuple[Measured, Measured]]) -> dict[str,
         Check(f"{engine}: manufacture / bare p99", p99 / bare_p99, TARGET_P99_RATIO, higher_is_better=False),
     ]
     valid = all(m.wrk.clean for m in made + echoed)
+
+    def verdict(check: Check) -> str:
+        if not targeted:
+            return "(measured only)"
+        return f"(target {check.target_text()}) {check.verdict()}"
+
     print(
         f"manufacture on {engine}: {rate:.0f} req/s (bare {bare_rate:.0f}); server CPU/request "
-        f"{cpu:.2f} ms vs {bare_cpu:.3f} ms bare = {checks[0].value:.1f}x (target "
-        f"{checks[0].target_text()}) {checks[0].verdict()}; p99 {p99:.1f} ms vs {bare_p99:.1f} ms bare = "
-        f"{checks[1].value:.1f}x (target {checks[1].target_text()}) {checks[1].verdict()}"
+        f"{cpu:.2f} ms vs {bare_cpu:.3f} ms bare = {checks[0].value:.1f}x {verdict(checks[0])}; "
+        f"p99 {p99:.1f} ms vs {bare_p99:.1f} ms bare = {checks[1].value:.1f}x {verdict(checks[1])}"
         f"{'' if valid else ' [INVALID RUN]'}"
     )
     return {
@@ -212,7 +220,8 @@ def summarize(engine: str, rounds: list[tuple[Measured, Measured]]) -> dict[str,
         "bare_p99_ms": bare_p99,
         "manufacture_p50_ms": median([m.wrk.p50_ms for m in made]),
         "server_cpu_ms_per_request": {"manufacture": cpu, "bare": bare_cpu},
-        "checks": [check.as_dict() for check in checks],
+        "ratios_to_bare": {"server_cpu": checks[0].value, "p99": checks[1].value},
+        "checks": [check.as_dict() for check in checks] if targeted else [],
     }
 
 
@@ -225,7 +234,7 @@ def run() -> dict[str, Any]:
     }
     with postgres_database() as url:
         if url is not None:
-            results["postgresql"] = summarize("PostgreSQL", measure(url))
+            results["postgresql"] = summarize("PostgreSQL", measure(url), targeted=False)
     results["checks"] = [
         c for engine in ("sqlite", "postgresql") for c in results.get(engine, {}).get("checks", [])
     ]
