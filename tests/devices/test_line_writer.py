@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -279,8 +279,17 @@ def test_a_call_that_ends_the_transaction_fails_its_whole_batch(
     assert [(answer.status_code, seen) for answer, seen in again] == [(200, "manufactured")] * 4
 
 
+@pytest.fixture
+def own_engine(tmp_path: Any) -> Iterator[Engine]:
+    from devicefactory.db import make_engine
+
+    own = make_engine(f"sqlite:///{tmp_path / 'writer.db'}")
+    yield own
+    own.dispose()
+
+
 def test_after_its_thread_dies_the_writer_serves_the_next_call(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    own_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A writer thread ended by an error that is not a call's own (here SystemExit from a
     call's work) answers the calls of its batch (nothing kept: try again); the next call
@@ -288,10 +297,9 @@ def test_after_its_thread_dies_the_writer_serves_the_next_call(
     from sqlalchemy import text
     from sqlalchemy.orm import Session
 
-    from devicefactory.db import make_engine
     from devicefactory.http.line_writer import LineCall
 
-    own = make_engine(f"sqlite:///{tmp_path / 'writer.db'}")
+    own = own_engine
     writer = LineWriter(own)
     deaths: list[type[BaseException]] = []
     monkeypatch.setattr(threading, "excepthook", lambda died: deaths.append(died.exc_type))
@@ -328,4 +336,3 @@ def test_after_its_thread_dies_the_writer_serves_the_next_call(
     assert deaths == [SystemExit]  # the first thread did die of it
     with own.connect() as connection:
         assert connection.execute(text("SELECT 1")).scalar() == 1  # nothing left locked
-    own.dispose()

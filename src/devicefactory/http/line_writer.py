@@ -104,11 +104,10 @@ class LineWriter:
             self._calls.put(call)
             if not self._running:
                 try:
-                    threading.Thread(target=self._serve, name="line-writer", daemon=True).start()
+                    self._start()
                 except BaseException:
                     call.settled = True  # answered by this error; a later thread skips it
                     raise
-                self._running = True
         cancelled = False
         while not call.answer.done():
             try:
@@ -119,14 +118,24 @@ class LineWriter:
             raise asyncio.CancelledError
         return call.answer.result()
 
+    def _start(self) -> None:
+        """A writer thread (with ``_lock`` held)."""
+        threading.Thread(target=self._serve, name="line-writer", daemon=True).start()
+        self._running = True
+
     def _serve(self) -> None:
         try:
             while self._next_batch():
                 pass
-        except BaseException:  # a bug: the next call starts another thread
+        except BaseException:  # a bug: the calls queued meanwhile get a thread of their own
             with self._lock:
                 self._running = False
-            self._fail_queued()
+                if not self._calls.empty():
+                    try:
+                        self._start()
+                    except BaseException:
+                        while not self._calls.empty():
+                            self._calls.get_nowait().settle(error=WriteLost())
             raise
 
     def _next_batch(self) -> bool:
@@ -147,15 +156,6 @@ class LineWriter:
                 break
         self._run_batch(batch)
         return True
-
-    def _fail_queued(self) -> None:
-        """Calls left in the queue when the thread ends by an error: answered, not forgotten
-        (a thread started for a call queued meanwhile may have taken them already)."""
-        with self._lock:
-            if self._running:
-                return
-            while not self._calls.empty():
-                self._calls.get_nowait().settle(error=RuntimeError("the line writer stopped"))
 
     def _run_batch(self, batch: list[LineCall]) -> None:
         batch = [call for call in batch if not call.settled]
