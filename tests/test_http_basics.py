@@ -140,6 +140,22 @@ def test_request_ids_are_unique_and_differ_between_processes() -> None:
     assert other[0] != other[1]
     assert {one[:16] for one in other} != {ids[0][:16]}  # another process, another prefix
 
+    # A forked worker (gunicorn-style) inherits the module: it must not inherit the prefix.
+    import os
+
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only writes and leaves
+        os.write(writer, new_request_id().encode())
+        os._exit(0)
+    os.close(writer)
+    forked = os.read(reader, 64).decode()
+    os.close(reader)
+    os.waitpid(child, 0)
+    assert re.fullmatch("[0-9a-f]{32}", forked)
+    assert forked[:16] != ids[0][:16]
+    assert new_request_id()[:16] == ids[0][:16]  # the parent keeps its own
+
 
 def test_request_id_is_in_log_lines(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
     from devicefactory.logs import RequestIdLogFilter

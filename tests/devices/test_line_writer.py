@@ -336,3 +336,43 @@ def test_after_its_thread_dies_the_writer_serves_the_next_call(
     assert deaths == [SystemExit]  # the first thread did die of it
     with own.connect() as connection:
         assert connection.execute(text("SELECT 1")).scalar() == 1  # nothing left locked
+
+
+def test_a_reserve_whose_commit_fails_is_not_counted_in_metrics(
+    world: World, pool: Pool, writer: LineWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reserves metric counts what was kept: a reserve refused at COMMIT (a deferred
+    foreign key broken after the service returned) answers 503 and leaves the counter alone."""
+    from devicefactory.devices import service
+
+    pool(2)
+    reserve_devices = service.reserve_devices
+
+    def breaking_at_commit(session: Any, actor: Any, **kwargs: Any) -> Any:
+        reservation = reserve_devices(session, actor, **kwargs)
+        connection = session.connection()
+        connection.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        connection.exec_driver_sql("UPDATE devices SET model = 'no-such-model'")
+        return reservation
+
+    def counted() -> str:
+        metrics = world.client.get("/metrics").text
+        oem = world.oem_ids["modules"]
+        return next(
+            (
+                line
+                for line in metrics.splitlines()
+                if line.startswith(f'devicefactory_reserves_total{{oem="{oem}"}}')
+            ),
+            "",
+        )
+
+    monkeypatch.setattr(service, "reserve_devices", breaking_at_commit)
+    body = {"model": "AY001MTP1", "count": 1}
+    refused = world.client.post("/devicefactory/v1/devices/reserve", json=body, headers=world.headers("mm"))
+    assert refused.status_code == 503, refused.text
+    assert counted() == ""
+    monkeypatch.setattr(service, "reserve_devices", reserve_devices)
+    kept = world.client.post("/devicefactory/v1/devices/reserve", json=body, headers=world.headers("mm"))
+    assert kept.status_code == 200, kept.text
+    assert counted().endswith(" 1.0")

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 
 from devicefactory.accounts.access import ActorDep
 from devicefactory.devices import bodies, export, factory_data, service
@@ -151,9 +152,14 @@ def reserve(
         dsn_prefix=settings.dsn_prefix,
         share=service.KeyPoolShare.of(settings),
     )
-    count_reserve(request, reservation.oem_id)
     content = [{"device": {"dsn": dsn, "public_key": public}} for dsn, public in reservation.devices]
-    return JSONResponse(content, headers={"X-Factory-Action": str(reservation.action_id)})
+    # Counted once the answer is sent: a batch that fails after this body runs drops the
+    # response, its background task with it, so a lost reserve is never counted.
+    return JSONResponse(
+        content,
+        headers={"X-Factory-Action": str(reservation.action_id)},
+        background=BackgroundTask(count_reserve, request, reservation.oem_id),
+    )
 
 
 @router.post(

@@ -25,13 +25,13 @@ class _RequestIds:
     point where the line's writer thread takes the GIL from it."""
 
     def __init__(self) -> None:
-        self.pid = -1
-        self.prefix = ""
-        self.counter = itertools.count()
+        self.restart()
+        os.register_at_fork(after_in_child=self.restart)  # a new process: a prefix of its own
+
+    def restart(self) -> None:
+        self.prefix, self.counter = os.urandom(8).hex(), itertools.count()
 
     def __call__(self) -> str:
-        if self.pid != os.getpid():  # a new process (fork): a prefix of its own
-            self.pid, self.prefix, self.counter = os.getpid(), os.urandom(8).hex(), itertools.count()
         return f"{self.prefix}{next(self.counter):016x}"
 
 
